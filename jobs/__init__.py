@@ -1,0 +1,1 @@
+"""Event lakehouse: JSON events into Delta Lake with Spark, quality gates, Trino serving and Airflow DAGs."""

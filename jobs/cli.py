@@ -1,0 +1,127 @@
+"""The `lakehouse` command: parses arguments, loads settings, runs one job, prints its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn
+
+from lakehouse.config import DEFAULT_CONF, Settings, load_settings
+from lakehouse.errors import LakehouseError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line naming the problem, instead of argparse's usage block."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+for _type, _name in ((_positive, "a whole number"), (_rate, "a rate"), (_day, "a date")):
+    _type.__name__ = _name
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="lakehouse", description="Event lakehouse: Spark + Delta Lake + GX + Trino + Airflow.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conf", default=DEFAULT_CONF, help=f"settings file (default {DEFAULT_CONF})")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    generate = commands.add_parser("generate", parents=[common], help="write synthetic event files")
+    generate.add_argument("--out", required=True, help="folder to write the files to")
+    generate.add_argument("--events", type=_positive, required=True, help="lines to write")
+    generate.add_argument("--days", type=_positive, default=1, help="days of events (default 1)")
+    generate.add_argument("--start", type=_day, help="first day, YYYY-MM-DD (default: DAYS days before today)")
+    generate.add_argument("--users", type=_positive, default=10_000, help="distinct users (default 10000)")
+    generate.add_argument("--types", type=_positive, default=300, help="distinct event types (default 300)")
+    generate.add_argument("--bad-rate", type=_rate, default=0.0, help="share of malformed lines (default 0)")
+    generate.add_argument("--dup-rate", type=_rate, default=0.0, help="share of re-sent events (default 0)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
+
+    commands.add_parser("ingest", parents=[common], help="landing files → events, quarantine, ingest_runs")
+    return parser
+
+
+def _generate(args: argparse.Namespace, _settings: Settings) -> None:
+    from lakehouse.generate import generate
+
+    start = args.start or datetime.now(UTC).date() - timedelta(days=args.days)
+    try:
+        summary = generate(
+            args.out,
+            args.events,
+            days=args.days,
+            start=start,
+            users=args.users,
+            types=args.types,
+            bad_rate=args.bad_rate,
+            dup_rate=args.dup_rate,
+            seed=args.seed,
+            compress=args.gzip,
+        )
+    except (ValueError, FileExistsError) as exc:
+        raise LakehouseError(str(exc)) from None
+    print(
+        json.dumps(
+            {
+                "files": len(summary.files),
+                "lines": summary.lines,
+                "valid": summary.valid,
+                "duplicates": summary.duplicates,
+                "bad": summary.bad,
+            }
+        )
+    )
+
+
+def _ingest(_args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.ingest import ingest
+
+    for summary in ingest(settings):
+        print(json.dumps(summary), flush=True)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
+    "generate": _generate,
+    "ingest": _ingest,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; user errors print one line on stderr and give exit code 2."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.conf)
+        _COMMANDS[args.command](args, settings)
+    except LakehouseError as exc:
+        print(f"lakehouse: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Loads settings from a YAML file in conf/, with LAKEHOUSE__SECTION__KEY environment overrides, into typed values."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lakehouse.errors import LakehouseError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONF = "conf/local.yaml"
+ENV_PREFIX = "LAKEHOUSE__"
+_JSON_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LakeSettings(_Section):
+    root: str = "./lake"
+
+    @field_validator("root")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class SparkSettings(_Section):
+    master: str = "local[*]"
+    app_name: str = "lakehouse"
+    driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]$")
+    shuffle_partitions: int = Field(default=8, ge=1)
+    ivy_cache: str = "./.cache/ivy"
+    log_file: str = "./state/logs/spark.log"
+    log_level: str = Field(default="WARN", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class IngestSettings(_Section):
+    extensions: tuple[str, ...] = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+    max_line_bytes: int = Field(default=1_048_576, ge=1)
+    min_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_future_seconds: int = Field(default=86_400, ge=0)
+    user_id_paths: tuple[str, ...] = ("data.attributes.user_id", "meta.user_id")
+    country_paths: tuple[str, ...] = ("data.attributes.country", "meta.country")
+    max_batch_bytes: int = Field(default=8 * 1024**3, ge=1)
+
+    @field_validator("min_event_time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2000-01-01T00:00:00Z")
+        return value
+
+    @field_validator("user_id_paths", "country_paths")
+    @classmethod
+    def _dotted_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not _JSON_PATH.match(path):
+                raise ValueError(f"{path!r} is not a dotted JSON path like data.attributes.user_id")
+        return value
+
+
+class Settings(_Section):
+    lake: LakeSettings = LakeSettings()
+    spark: SparkSettings = SparkSettings()
+    ingest: IngestSettings = IngestSettings()
+
+
+def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the YAML file at `path`, overridden by LAKEHOUSE__SECTION__KEY variables of `environ`."""
+    raw = _read_yaml(Path(path))
+    sources = _apply_overrides(raw, os.environ if environ is None else environ)
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise LakehouseError(_one_line(path, exc, sources)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LakehouseError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise LakehouseError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise LakehouseError(f"{path}: expected a mapping of sections at the top level")
+    return loaded
+
+
+def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Writes every LAKEHOUSE__SECTION__KEY into `raw`; returns which variable set which key, for error messages."""
+    sources = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise LakehouseError(f"{name}: expected the form LAKEHOUSE__SECTION__KEY")
+        section, key = parts
+        try:
+            value = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            value = text
+        target = raw.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise LakehouseError(f"{name}: section {section!r} is not a mapping")
+        target[key] = value
+        sources[(section, key)] = sources[(section,)] = name
+    return sources
+
+
+def _one_line(path: str | Path, exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    where = ".".join(location)
+    origin = sources.get(tuple(location[:2])) or sources.get(tuple(location[:1]))
+    message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+    suffix = f" (from {origin})" if origin else ""
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {where}: {message}{suffix}{more}"

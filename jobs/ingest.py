@@ -1,0 +1,258 @@
+"""`lakehouse ingest`: new landing files → `events`, `quarantine` and `ingest_runs`, exactly once per file.
+
+Each batch is planned first (its files, start time and the `events` version it deduplicates against) in a small
+state table; its three commits carry Delta's idempotent-write ids (`txnAppId`/`txnVersion` = the batch number), so a
+batch interrupted anywhere is finished by the next run, computing the same rows, and no commit lands twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from delta.tables import DeltaTable
+from lakehouse import tables
+from lakehouse.config import Settings
+from lakehouse.contract import Rules, classify
+from lakehouse.dedup import first_copies, unseen
+from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
+from lakehouse.session import spark_session
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+WRITER_ID = "lakehouse-ingest"
+PLANNER_ID = "lakehouse-ingest-plan"
+EVENT_COLUMNS = (
+    "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "country", "service",
+    "attributes", "meta", "source_file", "ingested_at",
+)  # fmt: skip
+QUARANTINE_COLUMNS = ("raw", "reason", "source_file", "line_number", "ingested_at", "ingest_date")
+BATCH_SCHEMA = (
+    "batch long, run_id string, started_at timestamp, events_version long, "
+    "files array<struct<path: string, location: string, uri: string, size: long>>"
+)
+RUN_SCHEMA = (
+    "run_id string, batch long, files array<string>, bytes long, lines_read long, valid long, quarantined long, "
+    "duplicates long, reasons map<string, long>, started_at timestamp, finished_at timestamp, "
+    "event_dates array<date>"
+)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A planned batch: the files it takes and everything its results depend on, fixed before any write."""
+
+    batch: int
+    run_id: str
+    started_at: datetime
+    events_version: int
+    files: tuple[LandingFile, ...]
+
+
+def event_rows(classified: DataFrame, ingested_at: datetime) -> DataFrame:
+    """The valid lines as `events` rows, with the partition columns; `line_number` kept for `first_copies`."""
+    return classified.where(F.col("reason").isNull()).select(
+        "event_id", "event_type", "event_ts",
+        F.to_date("event_ts").alias("event_date"),
+        F.hour("event_ts").alias("event_hour"),
+        "user_id", "country", "service", "attributes", "meta", "source_file",
+        F.lit(ingested_at).alias("ingested_at"),
+        "line_number",
+    )  # fmt: skip
+
+
+def quarantine_rows(classified: DataFrame, ingested_at: datetime) -> DataFrame:
+    """The rejected lines as `quarantine` rows."""
+    return classified.where(F.col("reason").isNotNull()).select(
+        "raw", "reason", "source_file", "line_number",
+        F.lit(ingested_at).alias("ingested_at"),
+        F.lit(ingested_at.date()).alias("ingest_date"),
+    )  # fmt: skip
+
+
+def ingest(settings: Settings) -> list[dict]:
+    """Ingests every file not yet taken, finishing interrupted batches first; one summary per batch."""
+    spark = spark_session(settings)
+    summaries = []
+    while (batch := _next_batch(spark, settings)) is not None:
+        summaries.append(_run(spark, settings, batch))
+    return summaries or [_empty_summary()]
+
+
+def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
+    planned = _planned(spark, settings)
+    finished = _finished(spark, settings)
+    pending = [b for b in planned if b.batch not in finished]
+    if pending:
+        return pending[0]
+    taken = {f.path for b in planned for f in b.files}
+    landing = list_landing(spark, tables.table_path(settings, tables.LANDING), settings.ingest.extensions)
+    new = [f for f in landing if f.path not in taken]
+    if not new:
+        return None
+    batch = Batch(
+        batch=max((b.batch for b in planned), default=0) + 1,
+        run_id=str(uuid.uuid4()),
+        started_at=datetime.now(UTC).replace(microsecond=0),
+        events_version=_version(spark, tables.table_path(settings, tables.EVENTS)),
+        files=tuple(_fill(new, settings.ingest.max_batch_bytes)),
+    )
+    _append(
+        spark.createDataFrame([_batch_row(batch)], BATCH_SCHEMA),
+        settings,
+        tables.INGEST_BATCHES,
+        PLANNER_ID,
+        batch.batch,
+    )
+    # Another run may have planned this number first: its plan is the one that counts.
+    return next(b for b in _planned(spark, settings) if b.batch == batch.batch)
+
+
+def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
+    """The first files that fit in `max_bytes` (always at least one)."""
+    taken, total = [], 0
+    for landed in files:
+        if taken and total + landed.size > max_bytes:
+            break
+        taken.append(landed)
+        total += landed.size
+    return taken
+
+
+def _run(spark: SparkSession, settings: Settings, batch: Batch) -> dict:
+    started = time.monotonic()
+    rules = Rules.for_batch(settings.ingest, batch.started_at)
+    classified = classify(number_lines(read_lines(spark, list(batch.files))), rules)
+    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+    reasons = {row["reason"]: row["count"] for row in classified.groupBy("reason").count().collect()}
+    candidates = first_copies(event_rows(classified, batch.started_at))
+    dates = [row["event_date"] for row in candidates.select("event_date").distinct().collect()]
+    existing = _existing_ids(spark, settings, batch.events_version, dates)
+    new = unseen(candidates, existing).select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
+
+    events = new.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions("user_id")
+    _append(events, settings, tables.EVENTS, WRITER_ID, batch.batch, tables.EVENT_PARTITIONS)
+    _append(
+        quarantine_rows(classified, batch.started_at).coalesce(1),
+        settings,
+        tables.QUARANTINE,
+        WRITER_ID,
+        batch.batch,
+        tables.QUARANTINE_PARTITIONS,
+    )
+    quarantined = sum(n for reason, n in reasons.items() if reason is not None)
+    summary = {
+        "run_id": batch.run_id,
+        "batch": batch.batch,
+        "files": len(batch.files),
+        "bytes": sum(f.size for f in batch.files),
+        "lines_read": sum(reasons.values()),
+        "valid": sum(per_date.values()),
+        "quarantined": quarantined,
+        "duplicates": sum(reasons.values()) - quarantined - sum(per_date.values()),
+        "reasons": {reason: n for reason, n in sorted(reasons.items(), key=str) if reason is not None},
+        "event_dates": sorted(per_date),
+        "started_at": batch.started_at,
+        "finished_at": datetime.now(UTC),
+    }
+    _append(
+        spark.createDataFrame([_run_row(summary, batch)], RUN_SCHEMA),
+        settings,
+        tables.INGEST_RUNS,
+        WRITER_ID,
+        batch.batch,
+    )
+    new.unpersist()
+    classified.unpersist()
+    return {**_json_ready(summary), "seconds": round(time.monotonic() - started, 3)}
+
+
+def _existing_ids(spark: SparkSession, settings: Settings, version: int, dates: list[date]) -> DataFrame:
+    """The ids in `events` as of the batch's plan, in the event dates it touches (a re-sent event keeps its
+    created_at, so its copies share a date; reading only those partitions keeps dedup off a full scan)."""
+    if version < 0 or not dates:
+        return spark.createDataFrame([], "event_id string")
+    events = spark.read.format("delta").option("versionAsOf", version).load(tables.table_path(settings, tables.EVENTS))
+    return events.where(F.col("event_date").isin(dates)).select("event_id")
+
+
+def _append(
+    frame: DataFrame, settings: Settings, table: str, writer: str, version: int, partitions: tuple[str, ...] = ()
+) -> None:
+    """Appends `frame` to `table` at most once per (`writer`, `version`): Delta skips a write it already has."""
+    (
+        frame.write.format("delta")
+        .mode("append")
+        .partitionBy(*partitions)
+        .option("txnAppId", writer)
+        .option("txnVersion", version)
+        .save(tables.table_path(settings, table))
+    )
+
+
+def _version(spark: SparkSession, path: str) -> int:
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
+
+
+def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
+    path = tables.table_path(settings, tables.INGEST_BATCHES)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return []
+    rows = spark.read.format("delta").load(path).orderBy("batch", "started_at").collect()
+    plans: dict[int, Batch] = {}
+    for row in rows:
+        files = tuple(LandingFile(f["path"], f["location"], f["uri"], f["size"]) for f in row["files"])
+        plans.setdefault(
+            row["batch"],
+            Batch(row["batch"], row["run_id"], row["started_at"].replace(tzinfo=UTC), row["events_version"], files),
+        )
+    return list(plans.values())
+
+
+def _finished(spark: SparkSession, settings: Settings) -> set[int]:
+    path = tables.table_path(settings, tables.INGEST_RUNS)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return set()
+    return {row["batch"] for row in spark.read.format("delta").load(path).select("batch").collect()}
+
+
+def _batch_row(batch: Batch) -> tuple:
+    files = [(f.path, f.location, f.uri, f.size) for f in batch.files]
+    return batch.batch, batch.run_id, batch.started_at, batch.events_version, files
+
+
+def _run_row(summary: dict, batch: Batch) -> tuple:
+    return (
+        summary["run_id"], summary["batch"], [f.path for f in batch.files], summary["bytes"],
+        summary["lines_read"], summary["valid"], summary["quarantined"], summary["duplicates"],
+        summary["reasons"], summary["started_at"], summary["finished_at"], summary["event_dates"],
+    )  # fmt: skip
+
+
+def _json_ready(summary: dict) -> dict:
+    return {k: _iso(v) if not isinstance(v, list) else [_iso(x) for x in v] for k, v in summary.items()}
+
+
+def _iso(value: object) -> object:
+    return value.isoformat() if isinstance(value, (date, datetime)) else value
+
+
+def _empty_summary() -> dict:
+    return {
+        "run_id": None,
+        "batch": None,
+        "files": 0,
+        "bytes": 0,
+        "lines_read": 0,
+        "valid": 0,
+        "quarantined": 0,
+        "duplicates": 0,
+        "reasons": {},
+        "event_dates": [],
+    }

@@ -1,0 +1,30 @@
+"""Where each table lives under the lake root, and the schemas of the tables the pipeline writes."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlparse
+
+from lakehouse.config import Settings
+
+EVENTS = "events"
+QUARANTINE = "quarantine"
+INGEST_RUNS = "ingest_runs"
+INGEST_BATCHES = "_state/ingest_batches"
+LANDING = "landing"
+
+EVENT_PARTITIONS = ("event_type", "event_date", "event_hour")
+QUARANTINE_PARTITIONS = ("ingest_date",)
+
+
+def lake_root(settings: Settings) -> str:
+    """The lake root as a URI Spark and Hadoop accept: remote schemes as given, local paths made absolute."""
+    root = settings.lake.root.rstrip("/")
+    if urlparse(root).scheme in ("", "file"):
+        return "file://" + os.path.abspath(root.removeprefix("file://"))
+    return root
+
+
+def table_path(settings: Settings, name: str) -> str:
+    """The location of table (or folder) `name` under the lake root."""
+    return f"{lake_root(settings)}/{name}"

