@@ -30,7 +30,7 @@ DEV = [
 setup(
     name="lakehouse",
     version="0.1.0",
-    description="Event lakehouse: JSON events into Delta Lake with Spark, GX quality gates, Trino serving, Airflow DAGs",
+    description="Event lakehouse: JSON events into Delta Lake with Spark, GX, Trino and Airflow",
     python_requires=">=3.11,<3.12",
     packages=["lakehouse"],
     package_dir={"lakehouse": "jobs"},

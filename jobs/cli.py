@@ -63,6 +63,7 @@ def _parser() -> _Parser:
     generate.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
 
     commands.add_parser("ingest", parents=[common], help="landing files → events, quarantine, ingest_runs")
+    commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")
     return parser
 
 
@@ -105,9 +106,16 @@ def _ingest(_args: argparse.Namespace, settings: Settings) -> None:
         print(json.dumps(summary), flush=True)
 
 
+def _run(_args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.pipeline import run
+
+    run(settings, say=lambda line: print(line, flush=True))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "generate": _generate,
     "ingest": _ingest,
+    "run": _run,
 }
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lakehouse.errors import LakehouseError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lakehouse.errors import LakehouseError
 
 DEFAULT_CONF = "conf/local.yaml"
 ENV_PREFIX = "LAKEHOUSE__"

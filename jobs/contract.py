@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from lakehouse.config import IngestSettings
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+
+from lakehouse.config import IngestSettings
 
 TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 BOM = "\ufeff"

@@ -7,24 +7,40 @@ batch interrupted anywhere is finished by the next run, computing the same rows,
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
-from lakehouse import tables
-from lakehouse.config import Settings
-from lakehouse.contract import Rules, classify
-from lakehouse.dedup import first_copies, unseen
-from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
-from lakehouse.session import spark_session
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import tables
+from lakehouse.config import Settings
+from lakehouse.contract import Rules, classify
+from lakehouse.dedup import first_copies, unseen
+from lakehouse.errors import LakehouseError
+from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
+from lakehouse.session import spark_session
+
 WRITER_ID = "lakehouse-ingest"
 PLANNER_ID = "lakehouse-ingest-plan"
+CONCURRENT_WRITES = (
+    ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentTransactionException,
+    ConcurrentWriteException, MetadataChangedException, ProtocolChangedException,
+)  # fmt: skip
+MAX_CONFLICTS = 10
 EVENT_COLUMNS = (
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "country", "service",
     "attributes", "meta", "source_file", "ingested_at",
@@ -74,12 +90,25 @@ def quarantine_rows(classified: DataFrame, ingested_at: datetime) -> DataFrame:
 
 
 def ingest(settings: Settings) -> list[dict]:
-    """Ingests every file not yet taken, finishing interrupted batches first; one summary per batch."""
+    """Ingests every file not yet taken, finishing interrupted batches first; one summary per batch.
+
+    Another run working at the same time makes Delta refuse a commit: the batch is then planned again, which
+    picks up whatever the other run committed, so neither duplicates nor loses anything.
+    """
     spark = spark_session(settings)
-    summaries = []
-    while (batch := _next_batch(spark, settings)) is not None:
-        summaries.append(_run(spark, settings, batch))
-    return summaries or [_empty_summary()]
+    summaries, conflicts = [], 0
+    while True:
+        try:
+            batch = _next_batch(spark, settings)
+            if batch is None:
+                return summaries or [_empty_summary()]
+            summaries.append(_run(spark, settings, batch))
+        except CONCURRENT_WRITES as exc:
+            conflicts += 1
+            if conflicts > MAX_CONFLICTS:
+                message = f"gave up after {conflicts} concurrent-write conflicts: {exc.getMessage()}"
+                raise LakehouseError(message) from None
+            time.sleep(random.uniform(0.5, 2.0) * conflicts)
 
 
 def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
@@ -126,6 +155,13 @@ def _run(spark: SparkSession, settings: Settings, batch: Batch) -> dict:
     started = time.monotonic()
     rules = Rules.for_batch(settings.ingest, batch.started_at)
     classified = classify(number_lines(read_lines(spark, list(batch.files))), rules)
+    try:
+        return {**_commit(spark, settings, batch, classified), "seconds": round(time.monotonic() - started, 3)}
+    finally:
+        spark.catalog.clearCache()
+
+
+def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: DataFrame) -> dict:
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     reasons = {row["reason"]: row["count"] for row in classified.groupBy("reason").count().collect()}
     candidates = first_copies(event_rows(classified, batch.started_at))
@@ -166,9 +202,7 @@ def _run(spark: SparkSession, settings: Settings, batch: Batch) -> dict:
         WRITER_ID,
         batch.batch,
     )
-    new.unpersist()
-    classified.unpersist()
-    return {**_json_ready(summary), "seconds": round(time.monotonic() - started, 3)}
+    return _json_ready(summary)
 
 
 def _existing_ids(spark: SparkSession, settings: Settings, version: int, dates: list[date]) -> DataFrame:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lakehouse.errors import LakehouseError
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+
+from lakehouse.errors import LakehouseError
 
 _GLOB_CHARS = re.compile(r"([\\{}\[\]*?])")
 

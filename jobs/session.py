@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from delta import configure_spark_with_delta_pip
-from lakehouse.config import Settings
 from pyspark.sql import SparkSession
+
+from lakehouse.config import Settings
 
 # Settings the pipeline's semantics depend on; conf/ cannot change them.
 _FIXED = {

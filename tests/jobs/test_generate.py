@@ -3,145 +3,15 @@
 from __future__ import annotations
 
 import gzip
-import json
 import re
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+
 from lakehouse.generate import GenerateSummary, generate
-
-MIB = 1024 * 1024
-DAY_MS = 86_400_000
-HOUR_MS = 3_600_000
-MIN_CREATED_MS = 946_684_800_000  # 2000-01-01
-EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-FILE_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})/events-(\d{8})-(\d{2})\.jsonl(\.gz)?")
-COUNTRIES = {"DE", "US", "GB", "FR", "ES", "IT", "NL"}
-REQUIRED_TYPES = {
-    "user_created",
-    "profile_viewed",
-    "page_viewed",
-    "item_added_to_cart",
-    "order_placed",
-    "login",
-    "logout",
-    "search_performed",
-}
-ALL_REASONS = {
-    "not_utf8",
-    "too_large",
-    "malformed_json",
-    "not_an_object",
-    "missing:data",
-    "bad_type:data",
-    *(
-        f"{kind}:{path}"
-        for kind in ("missing", "bad_type")
-        for path in ("data.id", "data.type", "data.attributes", "meta", "meta.created_at")
-    ),
-    "out_of_range:meta.created_at",
-}
-REQUIRED = (  # DESIGN §1, in order: a path and what a well-typed value there looks like
-    ("data", lambda v: isinstance(v, dict)),
-    ("data.id", lambda v: isinstance(v, str) and v != ""),
-    ("data.type", lambda v: isinstance(v, str) and EVENT_TYPE.fullmatch(v) is not None),
-    ("data.attributes", lambda v: isinstance(v, dict)),
-    ("meta", lambda v: isinstance(v, dict)),
-    ("meta.created_at", lambda v: type(v) is int),  # not bool, not float (1.0 and 1e3 parse as float)
-)
-
-
-def first_failure(raw: bytes, now_ms: int) -> str | None:
-    """The DESIGN §1 reason of a non-blank line (BOM and CR already removed); None when the event is valid."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not_utf8"
-    if len(raw) > MIB:
-        return "too_large"
-    try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
-        return "malformed_json"
-    if not isinstance(doc, dict):
-        return "not_an_object"
-    for path, well_typed in REQUIRED:
-        value = _at(doc, path)
-        if value is None:
-            return f"missing:{path}"
-        if not well_typed(value):
-            return f"bad_type:{path}"
-    if not MIN_CREATED_MS <= doc["meta"]["created_at"] <= now_ms + DAY_MS:
-        return "out_of_range:meta.created_at"
-    return None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _at(doc: dict, path: str) -> object:
-    node: object = doc
-    for key in path.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
-@dataclass
-class Audit:
-    """What the files hold according to the checker."""
-
-    reasons: Counter = field(default_factory=Counter)
-    first_seen: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # id -> (file, raw line)
-    events: list[tuple[str, dict]] = field(default_factory=list)  # (file, event) of first-seen valid events
-    duplicates: int = 0
-    duplicates_same_file: int = 0
-    duplicates_not_copies: int = 0
-    lines: int = 0
-    bom_files: int = 0
-    crlf_lines: int = 0
-    blank_lines: int = 0
-
-
-def audit(files: list[str]) -> Audit:
-    result, now_ms = Audit(), int(time.time() * 1000)
-    for name in files:
-        data = Path(name).read_bytes()
-        if name.endswith(".gz"):
-            data = gzip.decompress(data)
-        if data.startswith(b"\xef\xbb\xbf"):
-            data, result.bom_files = data[3:], result.bom_files + 1
-        for line in data.split(b"\n")[:-1]:
-            if not line.strip():
-                result.blank_lines += 1
-                continue
-            if line.endswith(b"\r"):
-                line, result.crlf_lines = line[:-1], result.crlf_lines + 1
-            _judge(result, name, line, now_ms)
-    return result
-
-
-def _judge(result: Audit, name: str, line: bytes, now_ms: int) -> None:
-    result.lines += 1
-    reason = first_failure(line, now_ms)
-    if reason:
-        result.reasons[reason] += 1
-        return
-    event = json.loads(line)
-    event_id = event["data"]["id"]
-    if event_id not in result.first_seen:
-        result.first_seen[event_id] = (name, line)
-        result.events.append((name, event))
-        return
-    first_file, first_line = result.first_seen[event_id]
-    result.duplicates += 1
-    result.duplicates_same_file += first_file == name
-    result.duplicates_not_copies += first_line != line
+from tests.oracle import ALL_REASONS, COUNTRIES, DAY_MS, FILE_NAME, HOUR_MS, REQUIRED_TYPES, UUID4, Audit, audit
 
 
 @pytest.fixture(scope="module")
