@@ -1,0 +1,55 @@
+"""The `lakehouse` command as a user runs it: results on stdout, one-line errors on stderr, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env", "message"),
+    [
+        (["ingest", "--conf", "nowhere.yaml"], {}, "lakehouse: error: config file not found: nowhere.yaml"),
+        (["ingest"], {"LAKEHOUSE__INGEST__MAX_LINE_BYTES": "x"}, "(from LAKEHOUSE__INGEST__MAX_LINE_BYTES)"),
+        (["generate", "--out", "x", "--events", "ten"], {}, "argument --events: invalid a whole number value: 'ten'"),
+        (["generate", "--out", "x", "--events", "5", "--bad-rate", "2"], {}, "argument --bad-rate: must be in [0, 1)"),
+        (["generate", "--out", "x", "--events", "5", "--start", "2024-13-01"], {}, "expected YYYY-MM-DD"),
+        (["frobnicate"], {}, "argument command: invalid choice: 'frobnicate'"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(cli_env, args: list[str], extra_env: dict, message: str) -> None:
+    done = lakehouse(*args, env={**cli_env, **extra_env})
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stdout == ""
+
+
+def test_generate_prints_its_counts(cli_env, tmp_path: Path) -> None:
+    done = lakehouse("generate", "--out", str(tmp_path / "out"), "--events", "3000", "--start", "2024-05-01",
+                     "--bad-rate", "0.1", "--dup-rate", "0.1", "--gzip", env=cli_env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["lines"] == 3000 == summary["valid"] + summary["duplicates"] + sum(summary["bad"].values())
+    assert len(list((tmp_path / "out").rglob("*.jsonl.gz"))) == summary["files"] == 24
+    again = lakehouse("generate", "--out", str(tmp_path / "out"), "--events", "3000", "--start", "2024-05-01",
+                      "--gzip", env=cli_env)  # fmt: skip
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_missing_landing_folder_is_a_one_line_error(cli_env, tmp_path: Path) -> None:
+    done = lakehouse("ingest", env={**cli_env, "LAKEHOUSE__LAKE__ROOT": str(tmp_path / "elsewhere")})
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("lakehouse: error: no landing folder at file://")
+    assert len(done.stderr.strip().splitlines()) == 1
