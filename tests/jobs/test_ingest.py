@@ -43,7 +43,7 @@ def land(landing: Path, name: str, lines: list[str]) -> None:
 def generated(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSession):
     """A lake that ingested two days of generated events with bad and re-sent lines, plus the oracle's view."""
     root = tmp_path_factory.mktemp("generated") / "lake"
-    files = generate(root / "landing", events=12_000, days=2, start=START, users=300, types=40, bad_rate=0.04,
+    files = generate(root / "landing", events=12_000, days=2, start=START, users=300, types=20, bad_rate=0.04,
                      dup_rate=0.05, seed=11, compress=True).files  # fmt: skip
     settings = make_settings(root)
     return settings, ingest(settings), audit(files)

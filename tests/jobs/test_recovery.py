@@ -1,0 +1,82 @@
+"""Crash safety: an ingest killed with SIGKILL mid-way, then run again, ends with exactly the right rows; two
+ingests at once over the same files neither duplicate nor lose anything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from lakehouse import tables
+from lakehouse.config import Settings
+from lakehouse.generate import GenerateSummary, generate
+from lakehouse.ingest import ingest
+
+pytestmark = pytest.mark.slow
+
+
+def landed(settings: Settings) -> GenerateSummary:
+    return generate(Path(settings.lake.root) / "landing", events=30_000, start=date(2024, 6, 1), users=1_000,
+                    types=30, bad_rate=0.02, dup_rate=0.03, seed=5)  # fmt: skip
+
+
+def start_ingest(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "ingest"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def events_files_written_not_committed(lake: Path) -> bool:
+    return any((lake / "events").glob("event_type=*/*/*/*.parquet")) and not any(
+        (lake / "events" / "_delta_log").glob("*.json")
+    )
+
+
+def events_committed_run_not_recorded(lake: Path) -> bool:
+    return any((lake / "events" / "_delta_log").glob("*.json")) and not (lake / "ingest_runs").exists()
+
+
+def assert_exact(spark: SparkSession, settings: Settings, made: GenerateSummary) -> None:
+    events = spark.read.format("delta").load(tables.table_path(settings, tables.EVENTS))
+    assert events.count() == made.valid == events.select("event_id").distinct().count()
+    quarantine = spark.read.format("delta").load(tables.table_path(settings, tables.QUARANTINE))
+    assert quarantine.count() == sum(made.bad.values())
+    [run] = spark.read.format("delta").load(tables.table_path(settings, tables.INGEST_RUNS)).collect()
+    assert (run["batch"], run["valid"], run["duplicates"]) == (1, made.valid, made.duplicates)
+
+
+@pytest.mark.parametrize("moment", [events_files_written_not_committed, events_committed_run_not_recorded])
+def test_killed_mid_batch_then_rerun_is_exact(moment, settings: Settings, cli_env, spark: SparkSession) -> None:
+    made = landed(settings)
+    lake = Path(settings.lake.root)
+    process = start_ingest(cli_env)
+    while process.poll() is None and not moment(lake):
+        time.sleep(0.02)
+    assert process.poll() is None, f"ingest finished before {moment.__name__}: {process.stderr.read()[-500:]}"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    [summary] = ingest(settings)
+    assert (summary["batch"], summary["valid"], summary["duplicates"]) == (1, made.valid, made.duplicates)
+    assert summary["reasons"] == made.bad
+    assert_exact(spark, settings, made)
+    assert ingest(settings)[0]["files"] == 0
+
+
+def test_two_runs_at_once_take_each_file_once(settings: Settings, cli_env, spark: SparkSession) -> None:
+    made = landed(settings)
+    first, second = start_ingest(cli_env), start_ingest(cli_env)
+    outputs = [process.communicate(timeout=900) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], [err[-800:] for _, err in outputs]
+    for stdout, _ in outputs:
+        summary = json.loads(stdout.splitlines()[-1])
+        assert summary["batch"] in (1, None)
+        if summary["batch"]:
+            assert (summary["valid"], summary["duplicates"]) == (made.valid, made.duplicates)
+    assert_exact(spark, settings, made)
