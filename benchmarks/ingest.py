@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 START = date(2024, 3, 1)
 MB = 1_000_000
+REFERENCE = "DuckDB -> 1 Parquet file"
 SUMMARY_FIELDS = ("lines_read", "valid", "quarantined", "duplicates")
 # The `events` columns DuckDB can derive without the contract's checks, so that both write comparable rows.
 EVENT_COLUMNS_SQL = """
@@ -59,7 +60,10 @@ def parsed_args() -> argparse.Namespace:
 def generated(input_dir: Path, events: int, days: int) -> tuple[GenerateSummary, float]:
     """The generator's summary and its seconds."""
     started = time.perf_counter()
-    summary = generate(input_dir, events, days=days, start=START, bad_rate=0.01, dup_rate=0.02, seed=7)
+    try:
+        summary = generate(input_dir, events, days=days, start=START, bad_rate=0.01, dup_rate=0.02, seed=7)
+    except (ValueError, FileExistsError) as exc:
+        raise BenchmarkError(str(exc)) from None
     return summary, time.perf_counter() - started
 
 
@@ -160,15 +164,30 @@ def spread(values: list[float]) -> str:
     return median if len(values) == 1 else f"{median} ({min(values):.1f}–{max(values):.1f})"
 
 
-def table(timings: dict[str, list[float]], events: int, mb: float, cores: int, reference: str) -> str:
-    header = f"{'':32} {'seconds':>20} {'events/s':>10} {'ev/s/core':>10} {'MB/s/core':>10} {'x DuckDB':>9}"
-    rows = [header]
+def rates(timings: dict[str, list[float]], events: int, mb: float, cores: int, reference: str) -> dict[str, dict]:
+    """Per measurement: its seconds, their median and the throughput and ratio to `reference` at the median."""
+    baseline = statistics.median(timings[reference])
+    result = {}
     for name, seconds in timings.items():
         median = statistics.median(seconds)
-        ratio = median / statistics.median(timings[reference])
+        result[name] = {
+            "seconds": [round(s, 3) for s in seconds],
+            "median_seconds": round(median, 3),
+            "events_per_s": round(events / median),
+            "events_per_s_per_core": round(events / median / cores),
+            "mb_per_s_per_core": round(mb / median / cores, 3),
+            "x_duckdb": round(median / baseline, 2),
+        }
+    return result
+
+
+def table(figures: dict[str, dict]) -> str:
+    header = f"{'':32} {'seconds':>20} {'events/s':>10} {'ev/s/core':>10} {'MB/s/core':>10} {'x DuckDB':>9}"
+    rows = [header]
+    for name, f in figures.items():
         rows.append(
-            f"{name:32} {spread(seconds):>20} {events / median:>10,.0f} {events / median / cores:>10,.0f} "
-            f"{mb / median / cores:>10.2f} {ratio:>9.2f}"
+            f"{name:32} {spread(f['seconds']):>20} {f['events_per_s']:>10,} {f['events_per_s_per_core']:>10,} "
+            f"{f['mb_per_s_per_core']:>10.2f} {f['x_duckdb']:>9.2f}"
         )
     return "\n".join(rows)
 
@@ -176,11 +195,11 @@ def table(timings: dict[str, list[float]], events: int, mb: float, cores: int, r
 def benchmark(args: argparse.Namespace, work: Path) -> dict:
     """Generates once, then per repeat ingests a fresh lake and runs DuckDB on the same files; prints and returns
     the figures."""
-    cores, input_dir = os.cpu_count() or 1, work / "input"
+    cores, input_dir, load = os.cpu_count() or 1, work / "input", os.getloadavg()[0]
     expected, generate_seconds = generated(input_dir, args.events, args.days)
     mb = input_bytes(expected.files) / MB
     print(
-        f"machine: {cores} cores, {memory_gib():.1f} GiB, load {os.getloadavg()[0]:.1f} | events {args.events:,}, "
+        f"machine: {cores} cores, {memory_gib():.1f} GiB, load {load:.1f} | events {args.events:,}, "
         f"{len(expected.files)} files, {mb:.1f} MB | generate: {generate_seconds:.1f} s, "
         f"{args.events / generate_seconds:,.0f} events/s, {mb / generate_seconds:.1f} MB/s (1 thread)",
         flush=True,
@@ -188,7 +207,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
     timings: dict[str, list[float]] = {
         "lakehouse ingest (wall)": [],
         "lakehouse ingest (batch seconds)": [],
-        "DuckDB -> 1 Parquet file": [],
+        REFERENCE: [],
         "DuckDB -> Parquet, partitioned": [],
     }
     duckdb_rows = 0
@@ -199,14 +218,16 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
             raise BenchmarkError("ingest summary does not reconcile:\n  " + "\n  ".join(errors))
         timings["lakehouse ingest (wall)"].append(wall)
         timings["lakehouse ingest (batch seconds)"].append(sum(s["seconds"] for s in summaries))
-        for name, partitioned in (("DuckDB -> 1 Parquet file", False), ("DuckDB -> Parquet, partitioned", True)):
+        for name, partitioned in ((REFERENCE, False), ("DuckDB -> Parquet, partitioned", True)):
             target = work / f"duckdb-{run}" / ("events" if partitioned else "events.parquet")
             target.parent.mkdir(exist_ok=True)
             seconds, duckdb_rows = duckdb_run(input_dir, target, cores, partitioned)
             timings[name].append(seconds)
         print(f"run {run}: " + ", ".join(f"{name} {t[-1]:.1f} s" for name, t in timings.items()), flush=True)
     print(f"DuckDB read {mb:.1f} MB and wrote {duckdb_rows:,} rows (lines it could parse; no validation or dedup)")
-    print(table(timings, args.events, mb, cores, reference="DuckDB -> 1 Parquet file"))
+    figures = rates(timings, args.events, mb, cores, reference=REFERENCE)
+    print(table(figures))
+    print(f"(median, min–max over runs; MB = 10^6 bytes of input on disk; x DuckDB = seconds / {REFERENCE!r} seconds)")
     return {
         "benchmark": "ingest",
         "cores": cores,
@@ -217,7 +238,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
         "input_mb": round(mb, 1),
         "generate_seconds": round(generate_seconds, 3),
         "duckdb_rows": duckdb_rows,
-        "seconds": {name: [round(s, 3) for s in seconds] for name, seconds in timings.items()},
+        "load_1min": round(load, 1),
+        "results": figures,
     }
 
 

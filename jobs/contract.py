@@ -12,6 +12,12 @@ from lakehouse.config import IngestSettings
 
 TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 BOM = "\ufeff"
+# Whitespace a blank line may hold (a BOM too): such lines are skipped, not counted.
+BLANK = " \t\n\r\x0b\x0c" + BOM
+# The required paths, in the order the contract checks them, and what a well-typed value there is.
+OBJECTS = ("data", "data.attributes", "meta")
+SCALARS = {"data.id": "_id", "data.type": "_type", "meta.created_at": "_created"}
+ORDER = ("data", "data.id", "data.type", "data.attributes", "meta", "meta.created_at")
 
 
 @dataclass(frozen=True)
@@ -38,24 +44,30 @@ class Rules:
 
 def classify(lines: DataFrame, rules: Rules) -> DataFrame:
     """Lines (`value` as read, plus any passthrough columns) → non-blank lines with `reason` (null when valid),
-    `raw` (the line, base64 when not UTF-8) and the parsed event columns (null when not valid)."""
-    text = F.regexp_replace(F.col("value"), "^" + BOM, "")
+    `raw` (of rejected lines: the line, base64 when not UTF-8) and the parsed event columns (of valid lines)."""
+    value = F.col("value")
+    text = F.when(F.startswith(value, F.lit(BOM)), F.substring(value, 2, 1 << 30)).otherwise(value)
     parsed = (
         lines.withColumn("_utf8", F.expr("is_valid_utf8(value)"))
-        .where(~F.col("_utf8") | ~text.rlike(r"^\s*$"))
+        .where(~F.col("_utf8") | (F.btrim(value, F.lit(BLANK)) != ""))
         .withColumn("_size_ok", F.octet_length("value") <= rules.max_line_bytes)
         .withColumn("_v", F.when(F.col("_utf8") & F.col("_size_ok"), F.try_parse_json(text)))
     )
-    with_reason = parsed.withColumn("reason", _first_failure(rules))
+    # Each required value is looked up once; the checks and the output columns reuse it.
+    located = parsed.select(
+        "*",
+        *[_is_object(path).alias(_object_flag(path)) for path in ("$", *OBJECTS)],
+        *[_get(path).alias(name) for path, name in SCALARS.items()],
+    )
+    with_reason = located.withColumn("reason", _first_failure(rules))
     valid = F.col("reason").isNull()
-    created_ms = _get("meta.created_at", "bigint")
     return with_reason.select(
         *[c for c in lines.columns if c != "value"],
         "reason",
-        F.when(F.col("_utf8"), F.col("value")).otherwise(F.base64(F.col("value").cast("binary"))).alias("raw"),
-        F.when(valid, _get("data.id", "string")).alias("event_id"),
-        F.when(valid, _get("data.type", "string")).alias("event_type"),
-        F.when(valid, F.timestamp_millis(created_ms)).alias("event_ts"),
+        F.when(~valid, F.when(F.col("_utf8"), value).otherwise(F.base64(value.cast("binary")))).alias("raw"),
+        F.when(valid, _scalar("_id", "string")).alias("event_id"),
+        F.when(valid, _scalar("_type", "string")).alias("event_type"),
+        F.when(valid, F.timestamp_millis(_scalar("_created", "bigint"))).alias("event_ts"),
         F.when(valid, _first_string(rules.user_id_paths)).alias("user_id"),
         F.when(valid, _first_string(rules.country_paths)).alias("country"),
         F.when(valid, _get("meta.service", "string")).alias("service"),
@@ -65,39 +77,26 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
 
 
 def _first_failure(rules: Rules) -> Column:
-    """The reason of the first rule the line breaks, in the contract's order; null when it breaks none."""
-    created = "meta.created_at"
-    checks = [
-        (~F.col("_utf8"), F.lit("not_utf8")),
-        (~F.col("_size_ok"), F.lit("too_large")),
-        (F.col("_v").isNull(), F.lit("malformed_json")),
-        (~_is_object("$"), F.lit("not_an_object")),
-        *_required("data", _is_object("data")),
-        *_required("data.id", (_kind("data.id") == "STRING") & (F.length(_get("data.id", "string")) > 0)),
-        *_required("data.type", (_kind("data.type") == "STRING") & _get("data.type", "string").rlike(TYPE_PATTERN)),
-        *_required("data.attributes", _is_object("data.attributes")),
-        *_required("meta", _is_object("meta")),
-        *_required(created, (_kind(created) == "BIGINT") | _is_huge_integer(created)),
-        (~_within(_get(created, "bigint"), rules), F.lit(f"out_of_range:{created}")),
-    ]
-    reason = F.when(checks[0][0], checks[0][1])
-    for failed, code in checks[1:]:
-        reason = reason.when(failed, code)
-    return reason
-
-
-def _within(created_ms: Column, rules: Rules) -> Column:
+    """The reason of the first rule the line breaks, in the contract's order; null when it breaks none.
+    A valid line only pays for the cheap well-typed checks: missing-or-bad is told apart on failure only."""
+    well_typed = {path: F.col(_object_flag(path)) for path in OBJECTS}
+    well_typed["data.id"] = (_kind("_id") == "STRING") & (F.length(_scalar("_id", "string")) > 0)
+    well_typed["data.type"] = (_kind("_type") == "STRING") & _scalar("_type", "string").rlike(TYPE_PATTERN)
+    well_typed["meta.created_at"] = (_kind("_created") == "BIGINT") | _is_huge_integer("_created", "meta.created_at")
+    reason = (
+        F.when(~F.col("_utf8"), "not_utf8")
+        .when(~F.col("_size_ok"), "too_large")
+        .when(F.col("_v").isNull(), "malformed_json")
+        .when(~F.col(_object_flag("$")), "not_an_object")
+    )
+    for path in ORDER:
+        value = F.col(SCALARS[path]) if path in SCALARS else _get(path)
+        missing = value.isNull() | F.is_variant_null(value)
+        failed = ~F.coalesce(well_typed[path], F.lit(False))
+        reason = reason.when(failed, F.when(missing, f"missing:{path}").otherwise(f"bad_type:{path}"))
+    within = _scalar("_created", "bigint").between(rules.min_created_ms, rules.max_created_ms)
     # Integers beyond 64 bits read as null: out of range too.
-    return F.coalesce(created_ms.between(rules.min_created_ms, rules.max_created_ms), F.lit(False))
-
-
-def _required(path: str, well_typed: Column) -> list[tuple[Column, Column]]:
-    """`missing:` when absent or JSON null, else `bad_type:` unless `well_typed` (only evaluated when present)."""
-    value = _get(path)
-    return [
-        (value.isNull() | F.is_variant_null(value), F.lit(f"missing:{path}")),
-        (~well_typed, F.lit(f"bad_type:{path}")),
-    ]
+    return reason.when(~F.coalesce(within, F.lit(False)), "out_of_range:meta.created_at")
 
 
 def _get(path: str, type_name: str = "variant") -> Column:
@@ -105,13 +104,21 @@ def _get(path: str, type_name: str = "variant") -> Column:
     return F.try_variant_get(F.col("_v"), _json_path(path), type_name)
 
 
+def _scalar(column: str, type_name: str) -> Column:
+    return F.try_variant_get(F.col(column), "$", type_name)
+
+
 def _json_path(path: str) -> str:
     return "$" if path == "$" else "$." + path
 
 
-def _kind(path: str) -> Column:
-    """The JSON type at `path` as Spark names it (STRING, BIGINT, DECIMAL(p,s), DOUBLE, BOOLEAN...)."""
-    return F.schema_of_variant(_get(path))
+def _object_flag(path: str) -> str:
+    return "_is_object_" + path.replace(".", "_").replace("$", "root")
+
+
+def _kind(column: str) -> Column:
+    """The JSON type of a looked-up value as Spark names it (STRING, BIGINT, DECIMAL(p,s), DOUBLE, BOOLEAN...)."""
+    return F.schema_of_variant(F.col(column))
 
 
 def _is_object(path: str) -> Column:
@@ -119,10 +126,10 @@ def _is_object(path: str) -> Column:
     return F.coalesce(_get(path, "struct<_:variant>").isNotNull(), F.lit(False))
 
 
-def _is_huge_integer(path: str) -> Column:
+def _is_huge_integer(column: str, path: str) -> Column:
     """An integer literal beyond 64 bits: well typed (then out of range), unlike `1.0`, which parses alike."""
     literal = F.get_json_object(F.col("value").cast("string"), _json_path(path))
-    whole_decimal = F.startswith(_kind(path), F.lit("DECIMAL(")) & F.endswith(_kind(path), F.lit(",0)"))
+    whole_decimal = F.startswith(_kind(column), F.lit("DECIMAL(")) & F.endswith(_kind(column), F.lit(",0)"))
     return whole_decimal & ~literal.rlike("[.eE]")
 
 

@@ -164,13 +164,14 @@ def _run(spark: SparkSession, settings: Settings, batch: Batch) -> dict:
 def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: DataFrame) -> dict:
     classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     reasons = {row["reason"]: row["count"] for row in classified.groupBy("reason").count().collect()}
-    candidates = first_copies(event_rows(classified, batch.started_at))
-    dates = [row["event_date"] for row in candidates.select("event_date").distinct().collect()]
+    rows = event_rows(classified, batch.started_at)
+    dates = [row["event_date"] for row in rows.select("event_date").distinct().collect()]
     existing = _existing_ids(spark, settings, batch.events_version, dates)
-    new = unseen(candidates, existing).select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    new = unseen(first_copies(rows), existing).select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
     per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
 
-    events = new.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions("user_id")
+    # Sorted by the partition columns first, as the writer needs, so its own sort cannot undo the user clustering.
+    events = new.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(*tables.EVENT_PARTITIONS, "user_id")
     _append(events, settings, tables.EVENTS, WRITER_ID, batch.batch, tables.EVENT_PARTITIONS)
     _append(
         quarantine_rows(classified, batch.started_at).coalesce(1),

@@ -27,6 +27,13 @@ _FIXED = {
 }
 
 
+# Defaults conf/ may override. Delta replays a table's log with 50 tasks by default, which dominates every small
+# read (the ingest's state tables): a few tasks suffice with checkpoints.
+_DEFAULTS = {
+    "spark.databricks.delta.snapshotPartitions": "4",
+}
+
+
 def spark_session(settings: Settings) -> SparkSession:
     """The process-wide Spark session for `settings` (created on first use)."""
     spark_conf = settings.spark
@@ -38,7 +45,7 @@ def spark_session(settings: Settings) -> SparkSession:
         .config("spark.jars.ivy", os.path.abspath(spark_conf.ivy_cache))
         .config("spark.ui.showConsoleProgress", "false")
     )
-    for key, value in {**spark_conf.conf, **_FIXED}.items():
+    for key, value in {**_DEFAULTS, **spark_conf.conf, **_FIXED}.items():
         builder = builder.config(key, value)
     with _jvm_output_to(spark_conf.log_file):
         spark = configure_spark_with_delta_pip(builder).getOrCreate()
