@@ -239,15 +239,14 @@ def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
     path = tables.table_path(settings, tables.INGEST_BATCHES)
     if not DeltaTable.isDeltaTable(spark, path):
         return []
-    rows = spark.read.format("delta").load(path).orderBy("batch", "started_at").collect()
-    plans: dict[int, Batch] = {}
-    for row in rows:
+    # Read as epoch micros: PySpark would turn a timestamp into the local time of this process.
+    plans = spark.read.format("delta").load(path).withColumn("started_us", F.unix_micros("started_at"))
+    batches: dict[int, Batch] = {}
+    for row in plans.orderBy("batch", "started_at").collect():
+        started_at = datetime.fromtimestamp(row["started_us"] / 1e6, UTC)
         files = tuple(LandingFile(f["path"], f["location"], f["uri"], f["size"]) for f in row["files"])
-        plans.setdefault(
-            row["batch"],
-            Batch(row["batch"], row["run_id"], row["started_at"].replace(tzinfo=UTC), row["events_version"], files),
-        )
-    return list(plans.values())
+        batches.setdefault(row["batch"], Batch(row["batch"], row["run_id"], started_at, row["events_version"], files))
+    return list(batches.values())
 
 
 def _finished(spark: SparkSession, settings: Settings) -> set[int]:

@@ -50,6 +50,9 @@ def assert_exact(spark: SparkSession, settings: Settings, made: GenerateSummary)
     assert quarantine.count() == sum(made.bad.values())
     [run] = spark.read.format("delta").load(tables.table_path(settings, tables.INGEST_RUNS)).collect()
     assert (run["batch"], run["valid"], run["duplicates"]) == (1, made.valid, made.duplicates)
+    # Whichever run wrote them, the batch's rows carry the start time it was planned with.
+    stamps = events.select("ingested_at").union(quarantine.select("ingested_at")).distinct().collect()
+    assert [row["ingested_at"] for row in stamps] == [run["started_at"]]
 
 
 @pytest.mark.parametrize("moment", [events_files_written_not_committed, events_committed_run_not_recorded])
