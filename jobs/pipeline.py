@@ -16,6 +16,8 @@ from lakehouse.ingest import ingest
 
 SAMPLE_EVENTS = 200_000
 SAMPLE_DAYS = 7
+# Few types keep the demo's partitions (type x day x hour) few: each partition is at least one file per batch.
+SAMPLE_TYPES = 40
 
 
 def run(settings: Settings, say: Callable[[str], None] = print) -> None:
@@ -24,7 +26,7 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> None:
     if not any(p.is_file() for p in landing.rglob("*")):
         start = datetime.now(UTC).date() - timedelta(days=SAMPLE_DAYS)
         made = generate(landing / "sample", SAMPLE_EVENTS, days=SAMPLE_DAYS, start=start, users=5_000,
-                        bad_rate=0.01, dup_rate=0.02, seed=1)  # fmt: skip
+                        types=SAMPLE_TYPES, bad_rate=0.01, dup_rate=0.02, seed=1)  # fmt: skip
         say(f"generate: {made.lines} sample events in {len(made.files)} files under {landing / 'sample'}")
     for summary in ingest(settings):
         say(f"ingest: {json.dumps(summary)}")
