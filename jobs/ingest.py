@@ -154,56 +154,54 @@ def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
 def _run(spark: SparkSession, settings: Settings, batch: Batch) -> dict:
     started = time.monotonic()
     rules = Rules.for_batch(settings.ingest, batch.started_at)
-    classified = classify(number_lines(read_lines(spark, list(batch.files))), rules)
+    lines = number_lines(read_lines(spark, list(batch.files)))
+    classified = classify(lines, rules).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         return {**_commit(spark, settings, batch, classified), "seconds": round(time.monotonic() - started, 3)}
     finally:
-        spark.catalog.clearCache()
+        classified.unpersist()
 
 
 def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: DataFrame) -> dict:
-    classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
     reasons = {row["reason"]: row["count"] for row in classified.groupBy("reason").count().collect()}
     rows = event_rows(classified, batch.started_at)
     dates = [row["event_date"] for row in rows.select("event_date").distinct().collect()]
     existing = _existing_ids(spark, settings, batch.events_version, dates)
     new = unseen(first_copies(rows), existing).select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
-    per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
-
-    # Sorted by the partition columns first, as the writer needs, so its own sort cannot undo the user clustering.
-    events = new.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(*tables.EVENT_PARTITIONS, "user_id")
-    _append(events, settings, tables.EVENTS, WRITER_ID, batch.batch, tables.EVENT_PARTITIONS)
-    _append(
-        quarantine_rows(classified, batch.started_at).coalesce(1),
-        settings,
-        tables.QUARANTINE,
-        WRITER_ID,
-        batch.batch,
-        tables.QUARANTINE_PARTITIONS,
-    )
+    try:
+        per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
+        _write_batch(settings, batch, new, quarantine_rows(classified, batch.started_at))
+    finally:
+        new.unpersist()
+    lines_read, valid = sum(reasons.values()), sum(per_date.values())
     quarantined = sum(n for reason, n in reasons.items() if reason is not None)
     summary = {
         "run_id": batch.run_id,
         "batch": batch.batch,
         "files": len(batch.files),
         "bytes": sum(f.size for f in batch.files),
-        "lines_read": sum(reasons.values()),
-        "valid": sum(per_date.values()),
+        "lines_read": lines_read,
+        "valid": valid,
         "quarantined": quarantined,
-        "duplicates": sum(reasons.values()) - quarantined - sum(per_date.values()),
+        "duplicates": lines_read - quarantined - valid,
         "reasons": {reason: n for reason, n in sorted(reasons.items(), key=str) if reason is not None},
         "event_dates": sorted(per_date),
         "started_at": batch.started_at,
         "finished_at": datetime.now(UTC),
     }
-    _append(
-        spark.createDataFrame([_run_row(summary, batch)], RUN_SCHEMA),
-        settings,
-        tables.INGEST_RUNS,
-        WRITER_ID,
-        batch.batch,
-    )
+    run = spark.createDataFrame([_run_row(summary, batch)], RUN_SCHEMA)
+    _append(run, settings, tables.INGEST_RUNS, WRITER_ID, batch.batch)
     return _json_ready(summary)
+
+
+def _write_batch(settings: Settings, batch: Batch, events: DataFrame, quarantine: DataFrame) -> None:
+    """The batch's `events` and `quarantine` commits; `ingest_runs`, written last, marks the batch done."""
+    # Sorted by the partition columns first, as the writer needs, so its own sort cannot undo the user clustering.
+    sorted_events = events.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(
+        *tables.EVENT_PARTITIONS, "user_id"
+    )
+    _append(sorted_events, settings, tables.EVENTS, WRITER_ID, batch.batch, tables.EVENT_PARTITIONS)
+    _append(quarantine.coalesce(1), settings, tables.QUARANTINE, WRITER_ID, batch.batch, tables.QUARANTINE_PARTITIONS)
 
 
 def _existing_ids(spark: SparkSession, settings: Settings, version: int, dates: list[date]) -> DataFrame:
@@ -235,12 +233,18 @@ def _version(spark: SparkSession, path: str) -> int:
     return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
 
 
+def _state(spark: SparkSession, settings: Settings, table: str) -> DataFrame | None:
+    """One of the ingest's own tables, or None before its first batch."""
+    path = tables.table_path(settings, table)
+    return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
+
+
 def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
-    path = tables.table_path(settings, tables.INGEST_BATCHES)
-    if not DeltaTable.isDeltaTable(spark, path):
+    plans = _state(spark, settings, tables.INGEST_BATCHES)
+    if plans is None:
         return []
     # Read as epoch micros: PySpark would turn a timestamp into the local time of this process.
-    plans = spark.read.format("delta").load(path).withColumn("started_us", F.unix_micros("started_at"))
+    plans = plans.withColumn("started_us", F.unix_micros("started_at"))
     batches: dict[int, Batch] = {}
     for row in plans.orderBy("batch", "started_at").collect():
         started_at = datetime.fromtimestamp(row["started_us"] / 1e6, UTC)
@@ -250,10 +254,8 @@ def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
 
 
 def _finished(spark: SparkSession, settings: Settings) -> set[int]:
-    path = tables.table_path(settings, tables.INGEST_RUNS)
-    if not DeltaTable.isDeltaTable(spark, path):
-        return set()
-    return {row["batch"] for row in spark.read.format("delta").load(path).select("batch").collect()}
+    runs = _state(spark, settings, tables.INGEST_RUNS)
+    return set() if runs is None else {row["batch"] for row in runs.select("batch").collect()}
 
 
 def _batch_row(batch: Batch) -> tuple:
