@@ -63,6 +63,12 @@ def _parser() -> _Parser:
     generate.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
 
     commands.add_parser("ingest", parents=[common], help="landing files → events, quarantine, ingest_runs")
+    aggregate = commands.add_parser("aggregate", parents=[common], help="events → the daily gold tables")
+    days = aggregate.add_mutually_exclusive_group()
+    days.add_argument("--date", type=_day, help="rebuild this day (default: days ingest touched since the last run)")
+    days.add_argument("--from", dest="first", type=_day, help="rebuild the days from this one (with --to)")
+    aggregate.add_argument("--to", dest="last", type=_day, help="... to this one, included")
+
     commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")
     return parser
 
@@ -106,6 +112,15 @@ def _ingest(_args: argparse.Namespace, settings: Settings) -> None:
         print(json.dumps(summary), flush=True)
 
 
+def _aggregate(args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.aggregate import aggregate, day_range
+
+    if (args.first is None) != (args.last is None):
+        raise LakehouseError("--from and --to go together")
+    days = [args.date] if args.date else day_range(args.first, args.last) if args.first else None
+    print(json.dumps(aggregate(settings, days)))
+
+
 def _run(_args: argparse.Namespace, settings: Settings) -> None:
     from lakehouse.pipeline import run
 
@@ -115,6 +130,7 @@ def _run(_args: argparse.Namespace, settings: Settings) -> None:
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "generate": _generate,
     "ingest": _ingest,
+    "aggregate": _aggregate,
     "run": _run,
 }
 

@@ -7,21 +7,11 @@ batch interrupted anywhere is finished by the next run, computing the same rows,
 
 from __future__ import annotations
 
-import random
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from delta.exceptions import (
-    ConcurrentAppendException,
-    ConcurrentDeleteReadException,
-    ConcurrentTransactionException,
-    ConcurrentWriteException,
-    MetadataChangedException,
-    ProtocolChangedException,
-)
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -30,17 +20,12 @@ from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.contract import Rules, classify
 from lakehouse.dedup import first_copies, unseen
-from lakehouse.errors import LakehouseError
 from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
 from lakehouse.session import spark_session
+from lakehouse.storage import append, read, retry_on_conflict, version
 
 WRITER_ID = "lakehouse-ingest"
 PLANNER_ID = "lakehouse-ingest-plan"
-CONCURRENT_WRITES = (
-    ConcurrentAppendException, ConcurrentDeleteReadException, ConcurrentTransactionException,
-    ConcurrentWriteException, MetadataChangedException, ProtocolChangedException,
-)  # fmt: skip
-MAX_CONFLICTS = 10
 EVENT_COLUMNS = (
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "country", "service",
     "attributes", "meta", "source_file", "ingested_at",
@@ -96,19 +81,15 @@ def ingest(settings: Settings) -> list[dict]:
     picks up whatever the other run committed, so neither duplicates nor loses anything.
     """
     spark = spark_session(settings)
-    summaries, conflicts = [], 0
-    while True:
-        try:
-            batch = _next_batch(spark, settings)
-            if batch is None:
-                return summaries or [_empty_summary()]
-            summaries.append(_run(spark, settings, batch))
-        except CONCURRENT_WRITES as exc:
-            conflicts += 1
-            if conflicts > MAX_CONFLICTS:
-                message = f"gave up after {conflicts} concurrent-write conflicts: {exc.getMessage()}"
-                raise LakehouseError(message) from None
-            time.sleep(random.uniform(0.5, 2.0) * conflicts)
+    summaries = []
+    while (summary := retry_on_conflict(lambda: _ingest_next(spark, settings))) is not None:
+        summaries.append(summary)
+    return summaries or [_empty_summary()]
+
+
+def _ingest_next(spark: SparkSession, settings: Settings) -> dict | None:
+    batch = _next_batch(spark, settings)
+    return None if batch is None else _run(spark, settings, batch)
 
 
 def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
@@ -126,15 +107,14 @@ def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
         batch=max((b.batch for b in planned), default=0) + 1,
         run_id=str(uuid.uuid4()),
         started_at=datetime.now(UTC).replace(microsecond=0),
-        events_version=_version(spark, tables.table_path(settings, tables.EVENTS)),
+        events_version=version(spark, settings, tables.EVENTS),
         files=tuple(_fill(new, settings.ingest.max_batch_bytes)),
     )
-    _append(
+    append(
         spark.createDataFrame([_batch_row(batch)], BATCH_SCHEMA),
         settings,
         tables.INGEST_BATCHES,
-        PLANNER_ID,
-        batch.batch,
+        txn=(PLANNER_ID, batch.batch),
     )
     # Another run may have planned this number first: its plan is the one that counts.
     return next(b for b in _planned(spark, settings) if b.batch == batch.batch)
@@ -190,7 +170,7 @@ def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: D
         "finished_at": datetime.now(UTC),
     }
     run = spark.createDataFrame([_run_row(summary, batch)], RUN_SCHEMA)
-    _append(run, settings, tables.INGEST_RUNS, WRITER_ID, batch.batch)
+    append(run, settings, tables.INGEST_RUNS, txn=(WRITER_ID, batch.batch))
     return _json_ready(summary)
 
 
@@ -200,47 +180,21 @@ def _write_batch(settings: Settings, batch: Batch, events: DataFrame, quarantine
     sorted_events = events.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(
         *tables.EVENT_PARTITIONS, "user_id"
     )
-    _append(sorted_events, settings, tables.EVENTS, WRITER_ID, batch.batch, tables.EVENT_PARTITIONS)
-    _append(quarantine.coalesce(1), settings, tables.QUARANTINE, WRITER_ID, batch.batch, tables.QUARANTINE_PARTITIONS)
+    append(sorted_events, settings, tables.EVENTS, tables.EVENT_PARTITIONS, (WRITER_ID, batch.batch))
+    append(quarantine.coalesce(1), settings, tables.QUARANTINE, tables.QUARANTINE_PARTITIONS, (WRITER_ID, batch.batch))
 
 
-def _existing_ids(spark: SparkSession, settings: Settings, version: int, dates: list[date]) -> DataFrame:
+def _existing_ids(spark: SparkSession, settings: Settings, as_of: int, dates: list[date]) -> DataFrame:
     """The ids in `events` as of the batch's plan, in the event dates it touches (a re-sent event keeps its
     created_at, so its copies share a date; reading only those partitions keeps dedup off a full scan)."""
-    if version < 0 or not dates:
+    if as_of < 0 or not dates:
         return spark.createDataFrame([], "event_id string")
-    events = spark.read.format("delta").option("versionAsOf", version).load(tables.table_path(settings, tables.EVENTS))
+    events = read(spark, settings, tables.EVENTS, as_of)
     return events.where(F.col("event_date").isin(dates)).select("event_id")
 
 
-def _append(
-    frame: DataFrame, settings: Settings, table: str, writer: str, version: int, partitions: tuple[str, ...] = ()
-) -> None:
-    """Appends `frame` to `table` at most once per (`writer`, `version`): Delta skips a write it already has."""
-    (
-        frame.write.format("delta")
-        .mode("append")
-        .partitionBy(*partitions)
-        .option("txnAppId", writer)
-        .option("txnVersion", version)
-        .save(tables.table_path(settings, table))
-    )
-
-
-def _version(spark: SparkSession, path: str) -> int:
-    if not DeltaTable.isDeltaTable(spark, path):
-        return -1
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
-
-
-def _state(spark: SparkSession, settings: Settings, table: str) -> DataFrame | None:
-    """One of the ingest's own tables, or None before its first batch."""
-    path = tables.table_path(settings, table)
-    return spark.read.format("delta").load(path) if DeltaTable.isDeltaTable(spark, path) else None
-
-
 def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
-    plans = _state(spark, settings, tables.INGEST_BATCHES)
+    plans = read(spark, settings, tables.INGEST_BATCHES)
     if plans is None:
         return []
     # Read as epoch micros: PySpark would turn a timestamp into the local time of this process.
@@ -254,7 +208,7 @@ def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
 
 
 def _finished(spark: SparkSession, settings: Settings) -> set[int]:
-    runs = _state(spark, settings, tables.INGEST_RUNS)
+    runs = read(spark, settings, tables.INGEST_RUNS)
     return set() if runs is None else {row["batch"] for row in runs.select("batch").collect()}
 
 

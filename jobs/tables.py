@@ -10,7 +10,10 @@ from lakehouse.config import Settings
 EVENTS = "events"
 QUARANTINE = "quarantine"
 INGEST_RUNS = "ingest_runs"
+DAILY_USER_ACTIVITY = "daily_user_activity"
+DAILY_EVENT_STATS = "daily_event_stats"
 INGEST_BATCHES = "_state/ingest_batches"
+AGGREGATE_RUNS = "_state/aggregate_runs"
 LANDING = "landing"
 
 EVENT_PARTITIONS = ("event_type", "event_date", "event_hour")

@@ -26,6 +26,10 @@ def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -
         (["generate", "--out", "x", "--events", "5", "--bad-rate", "2"], {}, "argument --bad-rate: must be in [0, 1)"),
         (["generate", "--out", "x", "--events", "5", "--start", "2024-13-01"], {}, "expected YYYY-MM-DD"),
         (["frobnicate"], {}, "argument command: invalid choice: 'frobnicate'"),
+        (["aggregate", "--from", "2024-07-02"], {}, "--from and --to go together"),
+        (["aggregate", "--from", "2024-07-02", "--to", "2024-07-01"], {}, "is before --from 2024-07-02"),
+        (["aggregate", "--date", "2024-07-01", "--from", "2024-07-01"], {}, "not allowed with argument --date"),
+        (["aggregate", "--date", "July"], {}, "argument --date: expected YYYY-MM-DD, got 'July'"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(cli_env, args: list[str], extra_env: dict, message: str) -> None:

@@ -3,40 +3,23 @@ contract, exactly-once across re-runs, late events, and a second reader (delta-r
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable as RustTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.generate import generate
 from lakehouse.ingest import ingest
+from tests.lake import event_line, land, table, version
 from tests.oracle import Audit, audit
 
 START = date(2024, 3, 1)
-
-
-def table(spark: SparkSession, settings: Settings, name: str) -> DataFrame:
-    return spark.read.format("delta").load(tables.table_path(settings, name))
-
-
-def event_line(event_id: str, created: datetime, user: str | None = "u1") -> str:
-    attributes = {"user_id": user, "country": "DE"} if user else {}
-    body = {"data": {"id": event_id, "type": "login", "attributes": attributes},
-            "meta": {"created_at": int(created.replace(tzinfo=UTC).timestamp() * 1000)}}  # fmt: skip
-    return json.dumps(body)
-
-
-def land(landing: Path, name: str, lines: list[str]) -> None:
-    path = landing / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{text}\n" for text in lines))
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +81,12 @@ def test_ingest_runs_records_the_batch(generated, spark: SparkSession) -> None:
 
 def test_rerun_adds_nothing(generated, spark: SparkSession) -> None:
     settings, _, _ = generated
-    versions = {name: _version(settings, name) for name in (tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS)}
+    versions = {name: version(settings, name) for name in (tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS)}
     assert ingest(settings) == [
         {"run_id": None, "batch": None, "files": 0, "bytes": 0, "lines_read": 0, "valid": 0, "quarantined": 0,
          "duplicates": 0, "reasons": {}, "event_dates": []}
     ]  # fmt: skip
-    assert {name: _version(settings, name) for name in versions} == versions
+    assert {name: version(settings, name) for name in versions} == versions
 
 
 def test_delta_rs_reads_the_tables_with_their_partitions(generated) -> None:
@@ -115,10 +98,6 @@ def test_delta_rs_reads_the_tables_with_their_partitions(generated) -> None:
     assert quarantine.metadata().partition_columns == ["ingest_date"]
     assert quarantine.to_pyarrow_table().num_rows == summary["quarantined"]
     assert RustTable(tables.table_path(settings, tables.INGEST_RUNS)).to_pyarrow_table().num_rows == 1
-
-
-def _version(settings: Settings, name: str) -> int:
-    return RustTable(tables.table_path(settings, name)).version()
 
 
 def test_resent_file_in_a_later_batch_is_all_duplicates(generated, tmp_path: Path, make_settings) -> None:

@@ -1,0 +1,222 @@
+"""The daily gold tables: the transforms on exact small inputs, and `lakehouse aggregate` end to end, compared row
+for row with a plain-Python computation over the raw files (parsed and deduplicated by tests/oracle.py)."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable as RustTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse import tables
+from lakehouse.aggregate import activity, aggregate, event_stats, user_activity
+from lakehouse.config import Settings
+from lakehouse.generate import generate
+from lakehouse.ingest import ingest
+from tests.lake import event_line, land, table, version
+from tests.oracle import audit
+
+START = date(2024, 7, 1)
+EVENTS_SCHEMA = "event_date date, user_id string, event_type string, country string, event_ts timestamp"
+
+
+def _ts(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 7, day, hour, minute)
+
+
+def test_gold_rows_from_a_handful_of_events(spark: SparkSession) -> None:
+    d1, d2 = date(2024, 7, 1), date(2024, 7, 2)
+    events = spark.createDataFrame(
+        [(d1, "u1", "login", "DE", _ts(1, 9)), (d1, "u1", "login", "DE", _ts(1, 17, 30)),
+         (d1, "u2", "login", "DE", _ts(1, 12)), (d1, None, "login", "DE", _ts(1, 13)),
+         (d1, "u1", "login", None, _ts(1, 8)), (d1, None, "login", None, _ts(1, 8)),
+         (d2, "u1", "login", "DE", _ts(2, 0)), (d2, None, "search", "FR", _ts(2, 1))],
+        EVENTS_SCHEMA,
+    )  # fmt: skip
+    rows = activity(events)
+    assert_df_equality(
+        user_activity(rows),
+        spark.createDataFrame(
+            [(d1, "u1", "login", "DE", 2, _ts(1, 9), _ts(1, 17, 30)),
+             (d1, "u2", "login", "DE", 1, _ts(1, 12), _ts(1, 12)),
+             (d1, "u1", "login", None, 1, _ts(1, 8), _ts(1, 8)),
+             (d2, "u1", "login", "DE", 1, _ts(2, 0), _ts(2, 0))],
+            "event_date date, user_id string, event_type string, country string, events long, "
+            "first_seen timestamp, last_seen timestamp",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )  # fmt: skip
+    assert_df_equality(
+        event_stats(rows),
+        spark.createDataFrame(
+            [(d1, "login", "DE", 4, 2), (d1, "login", None, 2, 1),
+             (d2, "login", "DE", 1, 1), (d2, "search", "FR", 1, 0)],
+            "event_date date, event_type string, country string, events long, unique_users long",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )  # fmt: skip
+
+
+# --- end to end against the oracle ---------------------------------------------------------------------------------
+
+
+def expected_gold(files: list[str]) -> tuple[dict, dict]:
+    """Both gold tables computed in plain Python from the raw files: keyed rows of (events, first, last) in epoch
+    micros, and (events, unique users)."""
+    users: dict[tuple, list[int]] = defaultdict(list)
+    stats_events: Counter = Counter()
+    stats_users: dict[tuple, set] = defaultdict(set)
+    for _, event in audit(files).events:
+        millis = event["meta"]["created_at"]
+        day = datetime.fromtimestamp(millis / 1000, UTC).date()
+        user, country = _first(event, "user_id"), _first(event, "country")
+        key = (day, event["data"]["type"], country)
+        stats_events[key] += 1
+        if user is not None:
+            users[(day, user, event["data"]["type"], country)].append(millis * 1000)
+            stats_users[key].add(user)
+    user_rows = {key: (len(times), min(times), max(times)) for key, times in users.items()}
+    stats_rows = {key: (n, len(stats_users[key])) for key, n in stats_events.items()}
+    return user_rows, stats_rows
+
+
+def _first(event: dict, name: str) -> str | None:
+    """The contract's derived column: `data.attributes.<name>`, else `meta.<name>` (defaults of conf/local.yaml)."""
+    for holder in (event["data"]["attributes"], event["meta"]):
+        if holder.get(name) is not None:
+            assert isinstance(holder[name], str), f"the oracle handles string {name}s only: {holder[name]!r}"
+            return holder[name]
+    return None
+
+
+def stored_gold(spark: SparkSession, settings: Settings) -> tuple[dict, dict]:
+    users = table(spark, settings, tables.DAILY_USER_ACTIVITY).select(
+        "event_date", "user_id", "event_type", "country", "events",
+        F.unix_micros("first_seen").alias("first"), F.unix_micros("last_seen").alias("last"),
+    )  # fmt: skip
+    stats = table(spark, settings, tables.DAILY_EVENT_STATS)
+    user_rows = {(r[0], r[1], r[2], r[3]): (r[4], r[5], r[6]) for r in users.collect()}
+    stats_rows = {(r["event_date"], r["event_type"], r["country"]): (r["events"], r["unique_users"])
+                  for r in stats.collect()}  # fmt: skip
+    return user_rows, stats_rows
+
+
+def landed(settings: Settings) -> list[str]:
+    return sorted(str(p) for p in (Path(settings.lake.root) / "landing").rglob("*.jsonl*"))
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSession) -> Settings:
+    """A lake that ingested three days of generated events (late ones, anonymous ones, bad lines, re-sent events)
+    and then aggregated them once."""
+    root = tmp_path_factory.mktemp("gold") / "lake"
+    generate(root / "landing" / "first", events=9_000, days=3, start=START, users=200, types=12, bad_rate=0.02,
+             dup_rate=0.05, seed=5)  # fmt: skip
+    settings = make_settings(root)
+    ingest(settings)
+    aggregate(settings)
+    return settings
+
+
+def test_gold_tables_equal_the_oracle(lake: Settings, spark: SparkSession) -> None:
+    users, stats = stored_gold(spark, lake)
+    expected_users, expected_stats = expected_gold(landed(lake))
+    assert users == expected_users
+    assert stats == expected_stats
+    # The inputs cover what the tables must get right: anonymous events, events without a country, late days.
+    assert any(n_users < n_events for n_events, n_users in stats.values())
+    assert min(day for day, *_ in stats) < START
+
+
+def test_rerun_with_nothing_new_changes_nothing(lake: Settings) -> None:
+    versions = [version(lake, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
+    summary = aggregate(lake)
+    assert (summary["days"], summary["batches"], summary["user_activity_rows"]) == ([], [], 0)
+    assert [version(lake, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)] == versions
+
+
+def test_late_batch_rebuilds_exactly_the_days_it_touched(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(Path(lake.lake.root), root)
+    settings = make_settings(root)
+    late_day, new_day = START + timedelta(days=1), START + timedelta(days=5)
+    land(root / "landing", "late.jsonl", [
+        event_line("late-1", datetime(2024, 7, 2, 10, 0), "late-user"),
+        event_line("late-2", datetime(2024, 7, 2, 23, 59), None),
+        event_line("new-1", datetime(2024, 7, 6, 8, 0), "late-user", None),
+    ])  # fmt: skip
+    [batch] = ingest(settings)
+    before_users, before_stats = stored_gold(spark, settings)
+
+    summary = aggregate(settings)
+
+    assert summary["batches"] == [batch["batch"]]
+    assert summary["days"] == [late_day.isoformat(), new_day.isoformat()]
+    users, stats = stored_gold(spark, settings)
+    assert (users, stats) == expected_gold(landed(settings))
+    untouched = {key: row for key, row in before_stats.items() if key[0] != late_day}
+    assert {key: row for key, row in stats.items() if key[0] not in (late_day, new_day)} == untouched
+    assert users[(new_day, "late-user", "login", None)][0] == 1
+    new_keys = {(late_day, "late-user", "login", "DE"), (new_day, "late-user", "login", None)}
+    assert set(users) - set(before_users) == new_keys
+
+
+def test_day_with_only_anonymous_events(settings: Settings, landing: Path, spark: SparkSession) -> None:
+    land(landing, "anon.json", [event_line(f"a{i}", datetime(2024, 8, 1, i), None, "NL") for i in range(5)])
+    ingest(settings)
+    aggregate(settings)
+    assert table(spark, settings, tables.DAILY_USER_ACTIVITY).count() == 0
+    [row] = table(spark, settings, tables.DAILY_EVENT_STATS).collect()
+    assert (row["event_date"], row["event_type"], row["country"], row["events"], row["unique_users"]) == (
+        date(2024, 8, 1), "login", "NL", 5, 0
+    )  # fmt: skip
+
+
+def test_explicit_days_are_replaced_not_added(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    root = tmp_path / "lake"
+    shutil.copytree(Path(lake.lake.root), root)
+    settings = make_settings(root)
+    before = stored_gold(spark, settings)
+    day = START + timedelta(days=1)
+
+    first, second = aggregate(settings, [day]), aggregate(settings, [day])
+
+    assert first["days"] == second["days"] == [day.isoformat()] and first["batches"] == []
+    assert first["user_activity_rows"] == second["user_activity_rows"] == sum(k[0] == day for k in before[0])
+    assert stored_gold(spark, settings) == before
+
+
+def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make_settings, spark: SparkSession) -> None:
+    """What per-user deletion relies on: rebuilding a day from an `events` table that lost its rows clears it."""
+    root = tmp_path / "lake"
+    shutil.copytree(Path(lake.lake.root), root)
+    settings = make_settings(root)
+    day = START + timedelta(days=2)
+    spark.sql(f"DELETE FROM delta.`{tables.table_path(settings, tables.EVENTS)}` WHERE event_date = DATE'{day}'")
+
+    summary = aggregate(settings, [day])
+
+    assert (summary["user_activity_rows"], summary["event_stats_rows"]) == (0, 0)
+    for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS):
+        assert table(spark, settings, name).where(F.col("event_date") == day).count() == 0
+        assert table(spark, settings, name).where(F.col("event_date") != day).count() > 0
+
+
+def test_delta_rs_reads_the_gold_tables(lake: Settings) -> None:
+    users, stats = expected_gold(landed(lake))
+    for name, rows in ((tables.DAILY_USER_ACTIVITY, users), (tables.DAILY_EVENT_STATS, stats)):
+        gold = RustTable(tables.table_path(lake, name))
+        assert gold.metadata().partition_columns == ["event_date"]
+        assert gold.to_pyarrow_table().num_rows == len(rows)
