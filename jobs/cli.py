@@ -69,6 +69,10 @@ def _parser() -> _Parser:
     days.add_argument("--from", dest="first", type=_day, help="rebuild the days from this one (with --to)")
     aggregate.add_argument("--to", dest="last", type=_day, help="... to this one, included")
 
+    validate = commands.add_parser("validate", parents=[common], help="run a table's quality suite (exit 1 on failure)")
+    validate.add_argument("table", help="events, quarantine, daily_user_activity or daily_event_stats")
+    validate.add_argument("--date", type=_day, help="validate this day's rows (default: the rows last written)")
+
     commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")
     return parser
 
@@ -121,6 +125,12 @@ def _aggregate(args: argparse.Namespace, settings: Settings) -> None:
     print(json.dumps(aggregate(settings, days)))
 
 
+def _validate(args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.quality import validate
+
+    print(json.dumps(validate(settings, args.table, args.date), default=str))
+
+
 def _run(_args: argparse.Namespace, settings: Settings) -> None:
     from lakehouse.pipeline import run
 
@@ -131,19 +141,20 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "generate": _generate,
     "ingest": _ingest,
     "aggregate": _aggregate,
+    "validate": _validate,
     "run": _run,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs one command; user errors print one line on stderr and give exit code 2."""
+    """Runs one command; user errors print one line on stderr and give exit code 2, a failed quality gate 1."""
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.conf)
         _COMMANDS[args.command](args, settings)
     except LakehouseError as exc:
         print(f"lakehouse: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     return 0
 
 

@@ -70,10 +70,20 @@ class IngestSettings(_Section):
         return value
 
 
+class QualitySettings(_Section):
+    suites: str = "./expectations"
+    # Empty: `_quality` under the lake root (which must then be local: GX writes its files locally).
+    dir: str = ""
+    countries: tuple[str, ...] = ("DE", "US", "GB", "FR", "ES", "IT", "NL")
+    country_mostly: float = Field(default=0.95, ge=0, le=1)
+    max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
+
+
 class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     spark: SparkSettings = SparkSettings()
     ingest: IngestSettings = IngestSettings()
+    quality: QualitySettings = QualitySettings()
 
 
 def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:

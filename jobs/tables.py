@@ -14,6 +14,8 @@ DAILY_USER_ACTIVITY = "daily_user_activity"
 DAILY_EVENT_STATS = "daily_event_stats"
 INGEST_BATCHES = "_state/ingest_batches"
 AGGREGATE_RUNS = "_state/aggregate_runs"
+QUALITY = "_quality"
+VALIDATIONS = "_quality/validations"
 LANDING = "landing"
 
 EVENT_PARTITIONS = ("event_type", "event_date", "event_hour")

@@ -1,0 +1,297 @@
+"""`lakehouse validate`: the table's Great Expectations suite (expectations/<table>.json) over the rows just written —
+the latest ingest batch or aggregate run, or one day — with the result recorded in `_quality/validations` and
+rendered as GX Data Docs under `_quality/docs`. The publish step refuses tables whose latest validation failed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakehouse import tables
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError, QualityGateFailed
+from lakehouse.session import spark_session
+from lakehouse.storage import append, read
+
+VALIDATION_SCHEMA = (
+    "validation_id string, table_name string, scope string, validated_at timestamp, success boolean, rows long, "
+    "failed array<string>, result string, docs string"
+)
+SAMPLE_SIZE = 20
+
+# Columns the suites compare with, derived from each row itself.
+CHECK_COLUMNS: dict[str, Callable[[], dict[str, Column]]] = {
+    tables.EVENTS: lambda: {"_date_of_event_ts": F.to_date("event_ts"), "_hour_of_event_ts": F.hour("event_ts")},
+    tables.QUARANTINE: lambda: {"_date_of_ingested_at": F.to_date("ingested_at")},
+    tables.DAILY_USER_ACTIVITY: lambda: {
+        "_date_of_first_seen": F.to_date("first_seen"),
+        "_date_of_last_seen": F.to_date("last_seen"),
+    },
+    tables.DAILY_EVENT_STATS: lambda: {},
+}
+TABLES = tuple(CHECK_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows of one validation, what to call them, and the suite parameters that depend on them."""
+
+    label: str
+    rows: DataFrame
+    parameters: dict[str, Any]
+
+
+def checkable(table: str, rows: DataFrame) -> DataFrame:
+    """`rows` with the derived columns the table's suite compares against."""
+    return rows.withColumns(CHECK_COLUMNS[table]())
+
+
+def validate(settings: Settings, table: str, day: date | None = None) -> dict:
+    """Validates the rows `table` last got (or those of `day`); records and returns the result. Raises
+    QualityGateFailed, naming the failed expectations, when the suite fails."""
+    if table not in CHECK_COLUMNS:
+        raise LakehouseError(f"no suite for table {table!r}; one of: {', '.join(TABLES)}")
+    spark = spark_session(settings)
+    scope = _scope(spark, settings, table, day)
+    record = check(settings, table, scope)
+    _record(spark, settings, record)
+    if not record["success"]:
+        failed = ", ".join(record["failed"])
+        raise QualityGateFailed(f"{table} ({scope.label}) failed {failed}; report: {record['docs']}")
+    return {key: record[key] for key in ("table_name", "scope", "success", "rows", "failed", "docs")}
+
+
+def check(settings: Settings, table: str, scope: Scope) -> dict:
+    """The result of the table's suite over the rows of `scope`, with Data Docs pages for it."""
+    suite = load_suite(Path(settings.quality.suites) / f"{table}.json")
+    rows = checkable(table, scope.rows).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        # A pass/fail answer takes few Spark jobs; the counts, samples and row ids of what failed take many more,
+        # so a failing suite runs again for its details (the report then has both runs).
+        record = _run_suite(settings, suite, table, scope, rows, {"result_format": "BOOLEAN_ONLY"})
+        if not record["success"]:
+            record = _run_suite(settings, suite, table, scope, rows, _detailed(suite))
+        record["rows"] = rows.count()
+    finally:
+        rows.unpersist()
+    return record
+
+
+def failed_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
+    """Each table whose latest validation failed, with what failed."""
+    validations = read(spark, settings, tables.VALIDATIONS)
+    if validations is None:
+        return {}
+    latest = Window.partitionBy("table_name").orderBy(F.col("validated_at").desc())
+    rows = validations.withColumn("_n", F.row_number().over(latest)).where("_n = 1 AND NOT success").collect()
+    return {row["table_name"]: f"{row['scope']}: {', '.join(row['failed'])}" for row in rows}
+
+
+def load_suite(path: Path) -> Any:
+    """The suite in `path`, refusing expectations GX would otherwise drop silently (an unknown type)."""
+    import great_expectations as gx
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        suite = gx.ExpectationSuite(**raw)
+    except FileNotFoundError:
+        raise LakehouseError(f"suite not found: {path}") from None
+    except (ValueError, TypeError) as exc:
+        raise LakehouseError(f"{path}: not a valid suite: {str(exc).splitlines()[0]}") from None
+    if len(suite.expectations) != len(raw.get("expectations", [])):
+        raise LakehouseError(f"{path}: holds expectations GX does not know; check their types")
+    return suite
+
+
+def parameters(settings: Settings, ingested_by: datetime) -> dict[str, Any]:
+    """The values of the suites' $PARAMETERs, from conf/, for rows ingested by `ingested_by` at the latest."""
+    quality, window = settings.quality, settings.ingest
+    return {
+        "min_event_ts": window.min_event_time,
+        "max_event_ts": ingested_by + timedelta(seconds=window.max_future_seconds),
+        "countries": list(quality.countries),
+        "country_mostly": quality.country_mostly,
+        "max_quarantine_share": quality.max_quarantine_share,
+    }
+
+
+def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None) -> Scope:
+    suite_parameters = parameters(settings, datetime.now(UTC))
+    stored = _table(spark, settings, table)
+    if table in (tables.EVENTS, tables.QUARANTINE):
+        return _ingest_scope(spark, settings, table, stored, day)
+    if day is not None:
+        return Scope(day.isoformat(), stored.where(F.col("event_date") == day), suite_parameters)
+    runs = read(spark, settings, tables.AGGREGATE_RUNS)
+    last = None if runs is None else runs.where(F.size("days") > 0).orderBy(F.desc("finished_at")).first()
+    if last is None:
+        raise LakehouseError(f"nothing to validate in {table}: no aggregate run yet")
+    label = f"aggregate run {last['run_id']}"
+    return Scope(label, stored.where(F.col("event_date").isin(last["days"])), suite_parameters)
+
+
+def _ingest_scope(spark: SparkSession, settings: Settings, table: str, stored: DataFrame, day: date | None) -> Scope:
+    """The rows of the latest ingest batch, or of `day` (event date for `events`, ingest date for `quarantine`)."""
+    runs = read(spark, settings, tables.INGEST_RUNS)
+    if runs is None:
+        raise LakehouseError(f"nothing to validate in {table}: no ingest batch yet")
+    ingested_by = datetime.now(UTC)
+    if day is not None:
+        runs = runs.where(F.to_date("started_at") == day)
+        label = day.isoformat()
+        date_column = "event_date" if table == tables.EVENTS else "ingest_date"
+        rows = stored.where(F.col(date_column) == day)
+    else:
+        last = runs.orderBy(F.desc("batch")).select("batch", "event_dates", F.unix_micros("started_at")).first()
+        runs = runs.where(F.col("batch") == last["batch"])
+        label = f"batch {last['batch']}"
+        started_us = last[2]
+        ingested_by = started = datetime.fromtimestamp(started_us / 1e6, UTC)
+        partitions = (
+            F.col("event_date").isin(last["event_dates"])
+            if table == tables.EVENTS
+            else F.col("ingest_date") == started.date()
+        )
+        rows = stored.where(partitions & (F.unix_micros("ingested_at") == started_us))
+    if table == tables.QUARANTINE:
+        totals = runs.agg(F.sum("quarantined").alias("bad"), F.sum("lines_read").alias("lines")).first()
+        share = totals["bad"] / totals["lines"] if totals["lines"] else 0.0
+        rows = rows.withColumn("_quarantine_share", F.lit(share))
+    return Scope(label, rows, parameters(settings, ingested_by))
+
+
+def _table(spark: SparkSession, settings: Settings, table: str) -> DataFrame:
+    stored = read(spark, settings, table)
+    if stored is None:
+        raise LakehouseError(f"nothing to validate: table {table} does not exist yet")
+    return stored
+
+
+def _run_suite(settings: Settings, suite: Any, table: str, scope: Scope, rows: DataFrame, result_format: dict) -> dict:
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    context = _context(_quality_dir(settings))
+    suite = context.suites.add_or_update(suite)
+    batches = context.data_sources.add_spark(name="lake").add_dataframe_asset(name=table)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=table, data=batches.add_batch_definition_whole_dataframe("rows"), suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=table,
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["lake"])],
+            result_format=result_format,
+        )
+    )
+    detail = "" if result_format["result_format"] == "BOOLEAN_ONLY" else " (details)"
+    run_id = RunIdentifier(run_name=f"{table} {scope.label}{detail}", run_time=datetime.now(UTC))
+    result = checkpoint.run(
+        batch_parameters={"dataframe": rows}, expectation_parameters=scope.parameters, run_id=run_id
+    )
+    return _summary(table, scope, result, context.get_docs_sites_urls(site_name="lake")[0]["site_url"])
+
+
+def _detailed(suite: Any) -> dict:
+    """A result format with counts, sample values and the ids of sample rows that broke an expectation."""
+    ids = suite.meta.get("row_id_columns")
+    return {
+        "result_format": "SUMMARY",
+        "partial_unexpected_count": SAMPLE_SIZE,
+        **({"unexpected_index_column_names": ids} if ids else {}),
+    }
+
+
+def _context(quality_dir: str) -> Any:
+    """A GX context whose suites and results live under `quality_dir` (so the Data Docs site, rebuilt from them on
+    every run, keeps listing every table and every earlier run) and whose other state is in memory."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    def on_disk(folder: str) -> dict:
+        return {"class_name": "TupleFilesystemStoreBackend", "base_directory": f"{quality_dir}/{folder}"}
+
+    stores = InMemoryStoreBackendDefaults(init_temp_docs_sites=False)
+    stores.stores[stores.expectations_store_name]["store_backend"] = on_disk("suites")
+    stores.stores[stores.validation_results_store_name]["store_backend"] = on_disk("results")
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": on_disk("docs"),
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    config = DataContextConfig(
+        store_backend_defaults=stores,
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={"lake": site},
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _quality_dir(settings: Settings) -> str:
+    """Where GX keeps suites, results and Data Docs: `quality.dir`, else `_quality` under a local lake root (GX
+    writes local files only)."""
+    if settings.quality.dir:
+        return str(Path(settings.quality.dir).resolve())
+    location = urlparse(tables.table_path(settings, tables.QUALITY))
+    if location.scheme != "file":
+        raise LakehouseError("quality.dir must name a local folder when lake.root is not local")
+    return location.path
+
+
+def _summary(table: str, scope: Scope, result: Any, docs: str) -> dict:
+    """The compact, JSON-able record of a checkpoint result: what failed, how often, on which rows."""
+    (validation,) = result.run_results.values()
+    checks = [_check(outcome) for outcome in validation.results]
+    return {
+        "validation_id": str(uuid.uuid4()),
+        "table_name": table,
+        "scope": scope.label,
+        "validated_at": result.run_id.run_time,
+        "success": bool(result.success),
+        "failed": sorted(check["name"] for check in checks if not check["success"]),
+        "checks": checks,
+        "docs": docs,
+    }
+
+
+def _check(outcome: Any) -> dict:
+    kwargs, found = outcome.expectation_config.kwargs, outcome.result or {}
+    columns = kwargs.get("column") or kwargs.get("column_list") or [kwargs.get("column_A"), kwargs.get("column_B")]
+    subject = columns if isinstance(columns, str) else ", ".join(str(c) for c in columns if c)
+    error = (outcome.exception_info or {}).get("exception_message")
+    return {
+        "name": f"{outcome.expectation_config.type}({subject})",
+        "success": bool(outcome.success),
+        "element_count": found.get("element_count"),
+        "unexpected_count": found.get("unexpected_count"),
+        "unexpected_percent": found.get("unexpected_percent"),
+        "sample": found.get("partial_unexpected_list"),
+        "rows": found.get("partial_unexpected_index_list"),
+        "error": error if (outcome.exception_info or {}).get("raised_exception") else None,
+    }
+
+
+def _record(spark: SparkSession, settings: Settings, record: dict) -> None:
+    row = (
+        record["validation_id"], record["table_name"], record["scope"], record["validated_at"], record["success"],
+        record["rows"], record["failed"], json.dumps(record["checks"], default=str), record["docs"],
+    )  # fmt: skip
+    append(spark.createDataFrame([row], VALIDATION_SCHEMA), settings, tables.VALIDATIONS)
