@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from deltalake import DeltaTable as RustTable
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import tables
+from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
+from lakehouse.generate import generate
+from lakehouse.ingest import ingest
 
 
 def event_line(
@@ -37,3 +43,18 @@ def table(spark: SparkSession, settings: Settings, name: str) -> DataFrame:
 def version(settings: Settings, name: str) -> int:
     """The table's latest version, as a second reader (delta-rs) sees it."""
     return RustTable(tables.table_path(settings, name)).version()
+
+
+def aggregated_lake(root: Path, make_settings: Callable[[Path], Settings], **generated: Any) -> Settings:
+    """A lake at `root` that ingested generated events (`generated`: the generator's arguments) and aggregated them."""
+    generate(root / "landing" / "generated", **generated)
+    settings = make_settings(root)
+    ingest(settings)
+    aggregate(settings)
+    return settings
+
+
+def copied_lake(settings: Settings, root: Path, make_settings: Callable[[Path], Settings]) -> Settings:
+    """A copy of the lake of `settings` at `root`, for a test that changes it."""
+    shutil.copytree(Path(settings.lake.root), root)
+    return make_settings(root)

@@ -3,7 +3,6 @@ for row with a plain-Python computation over the raw files (parsed and deduplica
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,9 +16,8 @@ from pyspark.sql import functions as F
 from lakehouse import tables
 from lakehouse.aggregate import activity, aggregate, event_stats, user_activity
 from lakehouse.config import Settings
-from lakehouse.generate import generate
 from lakehouse.ingest import ingest
-from tests.lake import event_line, land, table, version
+from tests.lake import aggregated_lake, copied_lake, event_line, land, table, version
 from tests.oracle import audit
 
 START = date(2024, 7, 1)
@@ -117,13 +115,8 @@ def landed(settings: Settings) -> list[str]:
 def lake(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSession) -> Settings:
     """A lake that ingested three days of generated events (late ones, anonymous ones, bad lines, re-sent events)
     and then aggregated them once."""
-    root = tmp_path_factory.mktemp("gold") / "lake"
-    generate(root / "landing" / "first", events=9_000, days=3, start=START, users=200, types=12, bad_rate=0.02,
-             dup_rate=0.05, seed=5)  # fmt: skip
-    settings = make_settings(root)
-    ingest(settings)
-    aggregate(settings)
-    return settings
+    return aggregated_lake(tmp_path_factory.mktemp("gold") / "lake", make_settings, events=9_000, days=3,
+                           start=START, users=200, types=12, bad_rate=0.02, dup_rate=0.05, seed=5)  # fmt: skip
 
 
 def test_gold_tables_equal_the_oracle(lake: Settings, spark: SparkSession) -> None:
@@ -146,9 +139,8 @@ def test_rerun_with_nothing_new_changes_nothing(lake: Settings) -> None:
 def test_late_batch_rebuilds_exactly_the_days_it_touched(
     lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
 ) -> None:
-    root = tmp_path / "lake"
-    shutil.copytree(Path(lake.lake.root), root)
-    settings = make_settings(root)
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    root = Path(settings.lake.root)
     late_day, new_day = START + timedelta(days=1), START + timedelta(days=5)
     land(root / "landing", "late.jsonl", [
         event_line("late-1", datetime(2024, 7, 2, 10, 0), "late-user"),
@@ -185,9 +177,7 @@ def test_day_with_only_anonymous_events(settings: Settings, landing: Path, spark
 def test_explicit_days_are_replaced_not_added(
     lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
 ) -> None:
-    root = tmp_path / "lake"
-    shutil.copytree(Path(lake.lake.root), root)
-    settings = make_settings(root)
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
     before = stored_gold(spark, settings)
     day = START + timedelta(days=1)
 
@@ -200,9 +190,7 @@ def test_explicit_days_are_replaced_not_added(
 
 def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make_settings, spark: SparkSession) -> None:
     """What per-user deletion relies on: rebuilding a day from an `events` table that lost its rows clears it."""
-    root = tmp_path / "lake"
-    shutil.copytree(Path(lake.lake.root), root)
-    settings = make_settings(root)
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
     day = START + timedelta(days=2)
     spark.sql(f"DELETE FROM delta.`{tables.table_path(settings, tables.EVENTS)}` WHERE event_date = DATE'{day}'")
 

@@ -15,14 +15,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
 from lakehouse.errors import QualityGateFailed
-from lakehouse.generate import generate
 from lakehouse.ingest import ingest
 from lakehouse.quality import Scope, check, failed_tables, parameters, validate
 from tests.conftest import REPO
-from tests.lake import event_line, land, table
+from tests.lake import aggregated_lake, event_line, land, table
 
 INGESTED = datetime(2024, 7, 10, 12, tzinfo=UTC)
 DAY = date(2024, 7, 9)
@@ -158,13 +156,8 @@ def test_each_broken_quarantine_rule_is_named(settings: Settings, spark: SparkSe
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSession) -> Settings:
-    root = tmp_path_factory.mktemp("quality") / "lake"
-    generate(root / "landing" / "clean", events=3_000, days=2, start=DAY, users=100, types=8, bad_rate=0.01,
-             dup_rate=0.02, seed=3)  # fmt: skip
-    settings = make_settings(root)
-    ingest(settings)
-    aggregate(settings)
-    return settings
+    return aggregated_lake(tmp_path_factory.mktemp("quality") / "lake", make_settings, events=3_000, days=2,
+                           start=DAY, users=100, types=8, bad_rate=0.01, dup_rate=0.02, seed=3)  # fmt: skip
 
 
 def test_clean_lake_passes_records_results_and_writes_data_docs(lake: Settings, spark: SparkSession) -> None:
