@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint trino clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): setup.py constraints.txt
 run: setup
 	$(BIN)/lakehouse run
 
+# Trino (DESIGN §5) on 127.0.0.1: fetched through Maven into .cache/trino on first use, state under state/trino.
+trino: setup
+	$(BIN)/lakehouse trino start
+	$(BIN)/lakehouse publish
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -26,4 +31,5 @@ test: lint
 	$(BIN)/python -m pytest
 
 clean:
+	[ ! -x $(BIN)/lakehouse ] || $(BIN)/lakehouse trino stop
 	rm -rf lake state .cache/ivy/jars benchmarks/out

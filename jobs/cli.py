@@ -74,6 +74,12 @@ def _parser() -> _Parser:
     validate.add_argument("--date", type=_day, help="validate this day's rows (default: the rows last written)")
 
     commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")
+    trino = commands.add_parser("trino", parents=[common], help="manage the local Trino server")
+    trino.add_argument("action", choices=("start", "stop", "status"))
+    commands.add_parser("publish", parents=[common], help="register the lake's tables and the sql/ views in Trino")
+    sql = commands.add_parser("sql", parents=[common], help="run a query through Trino and print the result")
+    sql.add_argument("query", help="one statement in Trino SQL")
+    sql.add_argument("--user", help="the Trino user to run it as (default: trino.user of the settings)")
     return parser
 
 
@@ -137,12 +143,33 @@ def _run(_args: argparse.Namespace, settings: Settings) -> None:
     run(settings, say=lambda line: print(line, flush=True))
 
 
+def _trino(args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.trino import control
+
+    print(control(settings, args.action))
+
+
+def _publish(_args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.publish import publish
+
+    print(json.dumps(publish(settings)))
+
+
+def _sql(args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.trino import query
+
+    print(query(settings, args.query, args.user).as_table())
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "generate": _generate,
     "ingest": _ingest,
     "aggregate": _aggregate,
     "validate": _validate,
     "run": _run,
+    "trino": _trino,
+    "publish": _publish,
+    "sql": _sql,
 }
 
 

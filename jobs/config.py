@@ -79,11 +79,26 @@ class QualitySettings(_Section):
     max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
 
 
+class TrinoSettings(_Section):
+    version: int = Field(default=476, ge=476)
+    home: str = "./.cache/trino"
+    state_dir: str = "./state/trino"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65_535)
+    heap: str = Field(default="4G", pattern=r"^[0-9]+[MG]$")
+    query_max_memory: str = Field(default="2GB", pattern=r"^[0-9]+[MG]B$")
+    query_max_memory_per_node: str = Field(default="1GB", pattern=r"^[0-9]+[MG]B$")
+    user: str = Field(default="lakehouse", pattern=r"^[a-z_][a-z0-9_-]*$")
+    start_timeout_seconds: int = Field(default=180, ge=1)
+    views_dir: str = "./sql"
+
+
 class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     spark: SparkSettings = SparkSettings()
     ingest: IngestSettings = IngestSettings()
     quality: QualitySettings = QualitySettings()
+    trino: TrinoSettings = TrinoSettings()
 
 
 def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,19 +1,30 @@
-"""Shared fixtures: one local Spark session per test run, and a fresh lake per test."""
+"""Shared fixtures: one local Spark session per test run, a fresh lake per test, and one Trino server (with a lake
+it serves) for the tests that ask for it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import random
+import socket
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
+from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings, load_settings
+from lakehouse.ingest import ingest
+from lakehouse.publish import publish
 from lakehouse.session import spark_session
+from lakehouse.trino import start, stop
+from tests.lake import event_line, land
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf" / "local.yaml"
+SERVED_START = date(2024, 3, 1)
 
 
 def test_environ(lake_root: Path) -> dict[str, str]:
@@ -26,7 +37,17 @@ def test_environ(lake_root: Path) -> dict[str, str]:
         "LAKEHOUSE__SPARK__IVY_CACHE": str(REPO / ".cache" / "ivy"),
         "LAKEHOUSE__SPARK__LOG_FILE": str(lake_root.parent / "spark.log"),
         "LAKEHOUSE__SPARK__CONF": "{spark.ui.enabled: 'false'}",
+        "LAKEHOUSE__TRINO__HOME": str(REPO / ".cache" / "trino"),
+        "LAKEHOUSE__TRINO__STATE_DIR": str(lake_root.parent / "trino"),
+        "LAKEHOUSE__TRINO__HEAP": "2G",
     }
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +76,47 @@ def landing(settings: Settings) -> Path:
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """The environment for running the `lakehouse` command against this test's lake."""
     return {**os.environ, **test_environ(tmp_path / "lake")}
+
+
+@pytest.fixture(scope="session")
+def trino_starting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Future]]:
+    """Settings for a Trino server on a free port, serving a lake of its own, and the server's start, under way in
+    the background (so a fixture can build the lake meanwhile); the server stops at the end of the session."""
+    root = tmp_path_factory.mktemp("served") / "lake"
+    settings = load_settings(CONF, {**test_environ(root), "LAKEHOUSE__TRINO__PORT": str(free_port())})
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield settings, pool.submit(start, settings)
+    stop(settings)
+
+
+@pytest.fixture(scope="session")
+def trino_settings(trino_starting: tuple[Settings, Future]) -> Settings:
+    """Settings whose Trino server runs (for the rest of the session)."""
+    settings, started = trino_starting
+    started.result()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def served(trino_starting: tuple[Settings, Future], spark: SparkSession) -> tuple[Settings, dict]:
+    """The served lake after ingest, aggregate and publish (of `served_lines`), with the summary of that publish."""
+    settings, started = trino_starting
+    land(Path(settings.lake.root) / "landing", "events.jsonl", served_lines(2_000, random.Random(7)))
+    ingest(settings)
+    aggregate(settings)
+    started.result()
+    return settings, publish(settings)
+
+
+def served_lines(count: int, rng: random.Random) -> list[str]:
+    """`count` events over two days (a few hours each, so few partitions): 4 types, 4 countries or none, 150 users
+    and a tenth anonymous; then a re-sent event and a broken line."""
+    lines = []
+    for number in range(count):
+        hour = datetime.combine(SERVED_START + timedelta(days=rng.randrange(2)), time(rng.choice((8, 13, 21))))
+        user = None if rng.random() < 0.1 else f"user-{rng.randrange(150)}"
+        country = rng.choice(("DE", "FR", "US", "BR", None))
+        event_type = rng.choice(("login", "page_viewed", "purchase", "share"))
+        created = hour + timedelta(seconds=rng.randrange(3600))
+        lines.append(event_line(f"event-{number}", created, user=user, country=country, event_type=event_type))
+    return [*lines, lines[0], '{"data": ']

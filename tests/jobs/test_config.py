@@ -47,6 +47,8 @@ def test_environment_overrides_any_key_with_yaml_values() -> None:
         ({"LAKEHOUSE__INGEST__USER_ID_PATHS": "[data..x]"}, "'data..x' is not a dotted JSON path"),
         ({"LAKEHOUSE__SPARK__SHUFFLE_PARTITIONS": "0"}, "spark.shuffle_partitions: Input should be greater than"),
         ({"LAKEHOUSE__LAKE__ROOT": " "}, "lake.root: Value error, must not be empty"),
+        ({"LAKEHOUSE__TRINO__PORT": "70000"}, "trino.port: Input should be less than or equal to 65535"),
+        ({"LAKEHOUSE__TRINO__HEAP": "4 GB"}, "trino.heap: String should match pattern"),
     ],
 )  # fmt: skip
 def test_bad_settings_are_one_line_errors(environ: dict[str, str], message: str) -> None:

@@ -18,6 +18,7 @@ from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.errors import QualityGateFailed
 from lakehouse.ingest import ingest
+from lakehouse.publish import publish
 from lakehouse.quality import Scope, check, failed_tables, parameters, validate
 from tests.conftest import REPO
 from tests.lake import aggregated_lake, event_line, land, table
@@ -178,7 +179,7 @@ def test_clean_lake_passes_records_results_and_writes_data_docs(lake: Settings, 
     assert failed_tables(spark, lake) == {}
 
 
-def test_too_much_quarantine_fails_the_gate_and_is_recorded(
+def test_too_much_quarantine_fails_the_gate_blocks_publishing_and_is_recorded(
     settings: Settings, landing: Path, spark: SparkSession
 ) -> None:
     noon = datetime(2024, 7, 9, 12)
@@ -195,6 +196,9 @@ def test_too_much_quarantine_fails_the_gate_and_is_recorded(
     [recorded] = table(spark, settings, tables.VALIDATIONS).where(~F.col("success")).collect()
     [share] = [c for c in json.loads(recorded["result"]) if not c["success"]]
     assert set(share["sample"]) == {0.5} and share["unexpected_count"] == 2
+    # The gate: publish refuses before it contacts Trino (none runs for this lake), so nothing is published.
+    with pytest.raises(QualityGateFailed, match=r"not publishing: the latest validation failed for quarantine"):
+        publish(settings)
 
 
 def test_cli_validate_exits_1_naming_the_failed_expectation(cli_env: dict[str, str], landing: Path) -> None:

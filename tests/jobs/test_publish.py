@@ -1,0 +1,199 @@
+"""`lakehouse publish` against a real Trino server: the tables and views it creates, their answers checked against
+Spark over `events`, partition pruning, and tables Spark writes again after registration."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import Row, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse import tables
+from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
+from lakehouse.publish import PUBLISHED, publish
+from lakehouse.trino import ANALYST, connect, query
+from tests.conftest import REPO, SERVED_START
+from tests.lake import table
+
+pytestmark = pytest.mark.slow
+DAY_1, DAY_2 = SERVED_START, SERVED_START + timedelta(days=1)
+VIEWS = ["daily_event_usage", "event_usage", "user_daily_activity", "user_event_history"]
+TYPICAL = (
+    "SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi.event_usage "
+    "WHERE event_type = ? AND country = ? AND event_date BETWEEN ? AND ?"
+)
+
+
+def test_first_publish_registers_every_table_and_creates_every_view(served: tuple[Settings, dict]) -> None:
+    _, summary = served
+    assert summary == {"registered": list(PUBLISHED), "already_registered": [], "views": VIEWS,
+                       "views_waiting_for_tables": {}, "views_dropped": []}  # fmt: skip
+
+
+def test_publish_again_changes_nothing(served: tuple[Settings, dict]) -> None:
+    settings, _ = served
+    assert publish(settings) == {"registered": [], "already_registered": sorted(PUBLISHED), "views": VIEWS,
+                                 "views_waiting_for_tables": {}, "views_dropped": []}  # fmt: skip
+    assert sorted(query(settings, "SHOW TABLES FROM lake").rows) == [(name,) for name in sorted(PUBLISHED)]
+
+
+def test_every_view_runs_with_the_invokers_rights(served: tuple[Settings, dict]) -> None:
+    settings, _ = served
+    for view in VIEWS:
+        [(statement,)] = query(settings, f"SHOW CREATE VIEW bi.{view}").rows
+        assert "SECURITY INVOKER" in statement
+
+
+def test_typical_question_matches_spark_over_events(served: tuple[Settings, dict], spark: SparkSession) -> None:
+    """The DESIGN §5 query, through the stock DB-API client with parameters, as `analyst`, for the busiest type and
+    country over one day, both days and a range without data."""
+    settings, _ = served
+    events = table(spark, settings, tables.EVENTS)
+    busiest = events.where("country IS NOT NULL").groupBy("event_type", "country").count().orderBy(F.desc("count"))
+    event_type, country, _ = busiest.first()
+    cursor = connect(settings, ANALYST).cursor()
+    for first, last in ((DAY_1, DAY_1), (DAY_1, DAY_2), (DAY_2 + timedelta(days=30), DAY_2 + timedelta(days=40))):
+        cursor.execute(TYPICAL, [event_type, country, first, last])
+        expected = (
+            events.where((F.col("event_type") == event_type) & (F.col("country") == country))
+            .where(F.col("event_date").between(first, last))
+            .agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+            .first()
+        )
+        assert cursor.fetchall() == [[expected[0] or None, expected[1]]]
+
+
+def test_usage_of_every_type_and_country_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:
+    """Over the whole range, per type and country (NULL country included): all events, anonymous ones too, and
+    exact distinct users; and the per-day view's figures."""
+    settings, _ = served
+    events = table(spark, settings, tables.EVENTS)
+    by_type_country = events.groupBy("event_type", "country").agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+    trino = query(settings, "SELECT event_type, country, sum(events), count(DISTINCT user_id) FROM bi.event_usage "
+                            "GROUP BY 1, 2", ANALYST)  # fmt: skip
+    assert sorted(trino.rows, key=str) == sorted(map(tuple, by_type_country.collect()), key=str)
+    assert any(row[1] is None for row in trino.rows)
+    per_day = events.groupBy("event_date", "event_type", "country").agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+    daily = query(settings, "SELECT * FROM bi.daily_event_usage", ANALYST)
+    assert daily.columns == ["event_date", "event_type", "country", "events", "unique_users"]
+    assert sorted(daily.rows, key=str) == sorted(map(tuple, per_day.collect()), key=str)
+
+
+def test_user_daily_activity_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:
+    settings, _ = served
+    events = table(spark, settings, tables.EVENTS).where("user_id IS NOT NULL")
+    expected = events.groupBy("user_id", "event_date").agg(
+        F.count(F.lit(1)), F.countDistinct("event_type"), F.unix_millis(F.min("event_ts")),
+        F.unix_millis(F.max("event_ts")), F.max_by("country", "event_ts"),
+    )  # fmt: skip
+    trino = query(settings, "SELECT * FROM bi.user_daily_activity", ANALYST)
+    assert trino.columns == ["user_id", "event_date", "events", "event_types", "first_seen", "last_seen", "country"]
+    assert sorted(map(_millis, trino.rows), key=str) == sorted(map(tuple, expected.collect()), key=str)
+
+
+def test_user_event_history_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:
+    """The history of the most active user, and of a user also seen without a country."""
+    settings, _ = served
+    events = table(spark, settings, tables.EVENTS)
+    top = events.where("user_id IS NOT NULL").groupBy("user_id").count().orderBy(F.desc("count")).first()["user_id"]
+    somewhere_unknown = events.where("user_id IS NOT NULL AND country IS NULL").first()["user_id"]
+    for user in (top, somewhere_unknown):
+        expected = events.where(F.col("user_id") == user).groupBy("event_date", "event_type", "country").agg(
+            F.count(F.lit(1)), F.unix_millis(F.min("event_ts")), F.unix_millis(F.max("event_ts"))
+        )  # fmt: skip
+        sql = ("SELECT event_date, event_type, country, events, first_seen, last_seen FROM bi.user_event_history "
+               f"WHERE user_id = '{user}'")  # fmt: skip
+        rows = sorted(map(_millis, query(settings, sql, ANALYST).rows), key=str)
+        assert rows == sorted(map(tuple, expected.collect()), key=str)
+        assert rows
+
+
+@pytest.mark.parametrize(
+    ("sql", "partition_filters"),
+    [
+        ("SELECT sum(events), count(DISTINCT user_id) FROM bi.event_usage WHERE event_type = '{type}' "
+         "AND country = 'DE' AND event_date BETWEEN DATE '{day}' AND DATE '{day}'", 3),
+        ("SELECT count(*) FROM lake.events WHERE event_type = '{type}' AND event_date BETWEEN DATE '{day}' "
+         "AND DATE '{day}'", 1),
+    ],
+)  # fmt: skip
+def test_day_filters_prune_partitions(served: tuple[Settings, dict], sql: str, partition_filters: int) -> None:
+    """Every table scan of the plan reads only the asked days' partitions (and the asked type's, for `events`)."""
+    settings, _ = served
+    [(plan,)] = query(settings, "EXPLAIN " + sql.format(type="login", day=DAY_2)).rows
+    scans = re.findall(r"Scan\w*\[table = lakehouse:lake\.(\w+)", plan)
+    pruned = re.findall(rf"event_date:date:PARTITION_KEY\s+:: \[\[{DAY_2}\]\]", plan)
+    assert len(scans) == len(pruned) == partition_filters, plan
+    if scans == ["events"]:
+        assert re.search(r"event_type:varchar:PARTITION_KEY\s+:: \[\[login\]\]", plan), plan
+
+
+def test_table_written_again_by_spark_is_seen_without_registering(
+    served: tuple[Settings, dict], spark: SparkSession
+) -> None:
+    """Spark appends a day to a registered table, rewrites it, then deletes it: Trino follows every new version."""
+    settings, _ = served
+    path = tables.table_path(settings, tables.DAILY_EVENT_STATS)
+    schema = table(spark, settings, tables.DAILY_EVENT_STATS).schema
+    day = date(2030, 1, 1)
+    sql = f"SELECT events, unique_users FROM bi.daily_event_usage WHERE event_date = DATE '{day}'"
+    try:
+        for events in (7, 8):
+            row = Row(event_date=day, event_type="probe", country="ZZ", events=events, unique_users=1)
+            frame = spark.createDataFrame([row]).select(*schema.fieldNames())
+            frame.write.format("delta").mode("overwrite").option("replaceWhere", f"event_date = '{day}'").save(path)
+            assert query(settings, sql, ANALYST).rows == [(events, 1)]
+    finally:
+        DeltaTable.forPath(spark, path).delete(F.col("event_date") == F.lit(day))
+    assert query(settings, sql, ANALYST).rows == []
+
+
+def test_views_follow_the_sql_folder(served: tuple[Settings, dict], tmp_path: Path) -> None:
+    """A new file adds a view, a removed file drops its view, and a view whose table does not exist yet waits."""
+    settings, _ = served
+    for path in (REPO / "sql").glob("*.sql"):
+        shutil.copy(path, tmp_path)
+    (tmp_path / "extra.sql").write_text("CREATE OR REPLACE VIEW bi.extra SECURITY INVOKER AS SELECT 1 AS one")
+    moved = _with_views_dir(settings, tmp_path)
+    assert publish(moved)["views"] == sorted([*VIEWS, "extra"])
+    (tmp_path / "extra.sql").unlink()
+    (tmp_path / "later.sql").write_text("CREATE OR REPLACE VIEW bi.later SECURITY INVOKER AS SELECT * FROM lake.nope")
+    summary = publish(moved)
+    assert summary["views_dropped"] == ["extra"]
+    assert "lakehouse.lake.nope' does not exist" in summary["views_waiting_for_tables"]["later"]
+    assert publish(settings)["views"] == VIEWS
+    assert sorted(query(settings, "SHOW TABLES FROM bi").rows) == [(view,) for view in VIEWS]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("owner_rights", "CREATE OR REPLACE VIEW bi.owner_rights SECURITY DEFINER AS SELECT * FROM lake.quarantine"),
+        ("no_rights", "CREATE OR REPLACE VIEW bi.no_rights AS SELECT * FROM lake.quarantine"),
+        ("misnamed", "CREATE OR REPLACE VIEW bi.other SECURITY INVOKER AS SELECT 1 AS one"),
+        ("elsewhere", "CREATE OR REPLACE VIEW lake.elsewhere SECURITY INVOKER AS SELECT 1 AS one"),
+    ],
+)
+def test_view_files_must_replace_their_own_invoker_view(
+    served: tuple[Settings, dict], tmp_path: Path, name: str, text: str
+) -> None:
+    settings, _ = served
+    (tmp_path / f"{name}.sql").write_text(f"-- {name}\n{text}\n")
+    with pytest.raises(LakehouseError, match=rf"{name}.sql: expected CREATE OR REPLACE VIEW bi.{name} "):
+        publish(_with_views_dir(settings, tmp_path))
+    assert sorted(query(settings, "SHOW TABLES FROM bi").rows) == [(view,) for view in VIEWS]
+
+
+def _with_views_dir(settings: Settings, folder: Path) -> Settings:
+    return settings.model_copy(update={"trino": settings.trino.model_copy(update={"views_dir": str(folder)})})
+
+
+def _millis(row: tuple) -> tuple:
+    """`row` with its timestamps as epoch milliseconds, as Spark's unix_millis gives them."""
+    return tuple(round(value.timestamp() * 1000) if isinstance(value, datetime) else value for value in row)
