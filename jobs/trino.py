@@ -34,6 +34,7 @@ METASTORE = "_trino_metastore"
 KEEP_PLUGINS = ("delta-lake",)
 NOT_RUNNING = 3  # the launcher's exit code for `status` when no server runs
 ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
+NO_NODES_WAIT = 30
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,20 @@ class _Paths:
 
 
 def query(settings: Settings, sql: str, user: str | None = None) -> Result:
-    """The result of one statement, run as `user` (default: the pipeline's user); Trino's errors as QueryError."""
+    """The result of one statement, run as `user` (default: the pipeline's user); Trino's errors as QueryError.
+    For a few seconds after a start, a server lists itself active before it schedules table scans on itself
+    (NO_NODES_AVAILABLE): such a statement is retried for up to NO_NODES_WAIT seconds."""
+    deadline = time.monotonic() + NO_NODES_WAIT
+    while True:
+        try:
+            return _query_once(settings, sql, user)
+        except QueryError as exc:
+            if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _query_once(settings: Settings, sql: str, user: str | None) -> Result:
     try:
         with connect(settings, user) as connection:
             cursor = connection.cursor()
