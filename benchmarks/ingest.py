@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+from common import link_or_copy, memory_gib, spread
 
 from lakehouse.generate import GenerateSummary, generate
 
@@ -77,10 +78,7 @@ def landed_lake(input_dir: Path, lake: Path) -> Path:
         if source.is_file():
             target = lake / "landing" / source.relative_to(input_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source, target)
-            except OSError:
-                shutil.copy2(source, target)
+            link_or_copy(source, target)
     return lake
 
 
@@ -150,18 +148,6 @@ def duckdb_run(input_dir: Path, target: Path, cores: int, partitioned: bool) -> 
     rows = con.sql(f"SELECT count(*) FROM read_parquet({written})").fetchall()[0][0]
     con.close()
     return seconds, rows
-
-
-def memory_gib() -> float:
-    with open("/proc/meminfo") as meminfo:
-        kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
-    return kib / 1024**2
-
-
-def spread(values: list[float]) -> str:
-    """The median, with min–max when there is more than one value."""
-    median = f"{statistics.median(values):.1f}"
-    return median if len(values) == 1 else f"{median} ({min(values):.1f}–{max(values):.1f})"
 
 
 def rates(timings: dict[str, list[float]], events: int, mb: float, cores: int, reference: str) -> dict[str, dict]:

@@ -1,0 +1,210 @@
+"""Serving latency: the typical BI questions through Trino (the `bi` views, as `analyst`) on a lake the real pipeline
+built, next to DuckDB running the same view definitions over the same Delta tables' files. Usage:
+.venv/bin/python benchmarks/serve.py [--events N] [--days D] [--repeat R] [--keep]; prints a table, then all
+figures as one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+from common import machine
+from deltalake import DeltaTable
+
+from lakehouse.config import Settings, load_settings
+from lakehouse.generate import generate
+from lakehouse.trino import ANALYST, connect, query
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+START = date(2024, 3, 1)
+GOLD = ("daily_user_activity", "daily_event_stats")
+# The `bi` view files, made DuckDB SQL: no COMMENT or SECURITY clause (DuckDB has neither in CREATE VIEW).
+TRINO_ONLY_CLAUSES = re.compile(r"\s+COMMENT\s+'(?:[^']|'')*'|\s+SECURITY\s+INVOKER", re.IGNORECASE)
+
+
+class BenchmarkError(Exception):
+    """A step that failed, or engines that disagree: the figures would mean nothing."""
+
+
+def parsed_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000, help="events to generate (default 500000)")
+    parser.add_argument("--days", type=int, default=30, help="days they spread over (default 30)")
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs of each question (default 20)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (lake, logs) under benchmarks/out/")
+    args = parser.parse_args()
+    if min(args.events, args.days, args.repeat) < 1:
+        parser.error("--events, --days and --repeat must be at least 1")
+    return args
+
+
+def environment(work: Path) -> dict[str, str]:
+    """Settings overrides for a lake and a Trino server of the benchmark's own."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return {
+        "LAKEHOUSE__LAKE__ROOT": str(work / "lake"),
+        "LAKEHOUSE__SPARK__IVY_CACHE": str(REPO / ".cache" / "ivy"),
+        "LAKEHOUSE__SPARK__LOG_FILE": str(work / "spark.log"),
+        "LAKEHOUSE__TRINO__HOME": str(REPO / ".cache" / "trino"),
+        "LAKEHOUSE__TRINO__STATE_DIR": str(work / "trino"),
+        "LAKEHOUSE__TRINO__PORT": str(port),
+    }
+
+
+def lakehouse(env: dict[str, str], *args: str) -> float:
+    """Runs one `lakehouse` command against the benchmark's lake; its wall-clock seconds."""
+    started = time.perf_counter()
+    done = subprocess.run([str(VENV_BIN / "lakehouse"), *args], cwd=REPO, env={**os.environ, **env},
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise BenchmarkError(f"`lakehouse {' '.join(args)}` exited {done.returncode}: {done.stderr.strip()}")
+    return time.perf_counter() - started
+
+
+def questions(settings: Settings, days: int) -> dict[str, str]:
+    """The typical questions, about the busiest type and country and the most active user of the lake."""
+    busiest = ("SELECT event_type, country FROM bi.daily_event_usage WHERE country IS NOT NULL GROUP BY 1, 2 "
+               "ORDER BY sum(events) DESC LIMIT 1")  # fmt: skip
+    [(event_type, country)] = query(settings, busiest, ANALYST).rows
+    [(user,)] = query(settings, "SELECT user_id FROM bi.user_daily_activity GROUP BY 1 ORDER BY sum(events) DESC "
+                                "LIMIT 1", ANALYST).rows  # fmt: skip
+    last = START + timedelta(days=days - 1)
+    week = f"event_date BETWEEN DATE '{last - timedelta(days=6)}' AND DATE '{last}'"
+    typical = ("SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi.event_usage "
+               f"WHERE event_type = '{event_type}' AND country = '{country}' AND ")  # fmt: skip
+    return {
+        "type+country, last 7 days": typical + week,
+        f"type+country, all {days} days": typical + f"event_date >= DATE '{START}'",
+        "per-day series of a type": "SELECT event_date, sum(events), sum(unique_users) FROM bi.daily_event_usage "
+        f"WHERE event_type = '{event_type}' GROUP BY 1 ORDER BY 1",
+        "one user's daily activity": f"SELECT * FROM bi.user_daily_activity WHERE user_id = '{user}' ORDER BY 2",
+        "one user's history, last 7 days": f"SELECT * FROM bi.user_event_history WHERE user_id = '{user}' AND {week} "
+        "ORDER BY 2, 3, 4",
+    }
+
+
+def duckdb_lake(settings: Settings, cores: int) -> duckdb.DuckDBPyConnection:
+    """DuckDB with schema `lake` (the active files of each gold table, as delta-rs lists them) and schema `bi` (the
+    view files of sql/)."""
+    con = duckdb.connect()
+    con.execute(f"SET threads = {cores}; SET TimeZone = 'UTC'; CREATE SCHEMA lake; CREATE SCHEMA bi")
+    for name in GOLD:
+        files = DeltaTable(str(Path(settings.lake.root) / name)).file_uris()
+        con.execute(f"CREATE VIEW lake.{name} AS SELECT * FROM read_parquet({files!r}, hive_partitioning = true)")
+    for path in sorted(Path(settings.trino.views_dir).glob("*.sql")):
+        con.execute(TRINO_ONLY_CLAUSES.sub("", path.read_text()))
+    return con
+
+
+def timed(run: Callable[[str], list], sql: str, repeat: int) -> tuple[list, list[float]]:
+    """The rows of `sql` (after one warm-up run) and the milliseconds of `repeat` runs."""
+    rows, millis = run(sql), []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run(sql)
+        millis.append((time.perf_counter() - started) * 1000)
+    return rows, millis
+
+
+def comparable(rows: list) -> list[tuple]:
+    """Rows with timestamps as epoch milliseconds (naive ones taken as UTC), so both engines' answers compare."""
+    return [tuple(_millis(value) if isinstance(value, datetime) else value for value in row) for row in rows]
+
+
+def _millis(moment: datetime) -> int:
+    return round(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1000)
+
+
+def latency(millis: list[float]) -> dict[str, float]:
+    ordered = sorted(millis)
+    return {"median_ms": round(statistics.median(ordered), 1),
+            "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * len(ordered)))], 1)}  # fmt: skip
+
+
+def measure(settings: Settings, asked: dict[str, str], repeat: int, cores: int) -> dict[str, dict]:
+    """Per question: Trino's and DuckDB's latencies, after checking they give the same answer."""
+    cursor, con = connect(settings, ANALYST).cursor(), duckdb_lake(settings, cores)
+
+    def trino_rows(sql: str) -> list:
+        cursor.execute(sql)
+        return cursor.fetchall()
+
+    figures = {}
+    for name, sql in asked.items():
+        trino, trino_ms = timed(trino_rows, sql, repeat)
+        duck, duck_ms = timed(lambda text: con.sql(text).fetchall(), sql, repeat)
+        if comparable(trino) != comparable(duck):
+            raise BenchmarkError(f"{name}: Trino and DuckDB disagree on\n{sql}")
+        figures[name] = {"rows": len(trino), "trino": latency(trino_ms), "duckdb": latency(duck_ms)}
+    return figures
+
+
+def printed(figures: dict[str, dict]) -> None:
+    print(f"{'question':36} {'rows':>5} {'Trino median':>13} {'p95':>7} {'DuckDB median':>14} {'p95':>7}")
+    for name, f in figures.items():
+        trino, duck = f["trino"], f["duckdb"]
+        print(f"{name:36} {f['rows']:>5} {trino['median_ms']:>10.1f} ms {trino['p95_ms']:>7.1f} "
+              f"{duck['median_ms']:>11.1f} ms {duck['p95_ms']:>7.1f}")  # fmt: skip
+
+
+def trino_rss_mib(settings: Settings) -> float:
+    pid = (Path(settings.trino.state_dir) / "trino.pid").read_text().strip()
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> dict:
+    """Builds the lake with the real commands, starts Trino, publishes, then times each question on both engines."""
+    env, cores = environment(work), os.cpu_count() or 1
+    settings = load_settings(REPO / "conf" / "local.yaml", env)
+    generate(work / "lake" / "landing", args.events, days=args.days, start=START, types=40, bad_rate=0.01,
+             dup_rate=0.02, seed=7)  # fmt: skip
+    seconds = {step: lakehouse(env, *step.split()) for step in ("ingest", "aggregate", "trino start", "publish")}
+    print("setup: " + ", ".join(f"lakehouse {step} {s:.1f} s" for step, s in seconds.items()), flush=True)
+    try:
+        figures = measure(settings, questions(settings, args.days), args.repeat, cores)
+        rss = trino_rss_mib(settings)
+    finally:
+        lakehouse(env, "trino", "stop")
+    printed(figures)
+    print(f"(ms per query over {args.repeat} runs after a warm-up; both engines gave the same rows; "
+          f"Trino RSS {rss:.0f} MiB)")  # fmt: skip
+    return {"benchmark": "serve", "cores": cores, "events": args.events, "days": args.days, "repeat": args.repeat,
+            "setup_seconds": {step: round(s, 1) for step, s in seconds.items()}, "trino_rss_mib": round(rss),
+            "load_1min": round(os.getloadavg()[0], 1), "results": figures}  # fmt: skip
+
+
+def main() -> int:
+    args = parsed_args()
+    print(machine(), flush=True)
+    out = REPO / "benchmarks" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="serve-", dir=out))
+    try:
+        print(json.dumps(benchmark(args, work)))
+    except BenchmarkError as exc:
+        print(f"serve benchmark failed: {exc}\n(work folder kept: {work})", file=sys.stderr)
+        return 1
+    if not args.keep:
+        shutil.rmtree(work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
