@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: setup run test lint trino clean
+.PHONY: setup run test lint trino airflow clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,11 @@ run: setup
 trino: setup
 	$(BIN)/lakehouse trino start
 	$(BIN)/lakehouse publish
+
+# Airflow standalone (DESIGN §8) on 127.0.0.1:8080 with the DAGs of dags/; home, SQLite DB, logs and the generated
+# admin password under state/airflow (see conf/local.yaml `airflow:`).
+airflow: setup
+	$(BIN)/lakehouse airflow
 
 lint: setup
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ RUNTIME = [
     "pyspark==4.1.3",
     "pyspark-client==4.1.3",
     "delta-spark==4.4.0",
+    "deltalake",
     "great-expectations[spark]==1.24.1",
     "apache-airflow==3.3.2",
     "apache-airflow-providers-apache-spark==6.3.4",
@@ -19,7 +20,6 @@ RUNTIME = [
 
 DEV = [
     "chispa",
-    "deltalake",
     "duckdb",
     "moto[server]",
     "pytest",

@@ -20,7 +20,7 @@ from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.session import spark_session
-from lakehouse.storage import append, read, replace_days, retry_on_conflict
+from lakehouse.storage import append, peek, read, replace_days, retry_on_conflict
 
 USER_ACTIVITY_KEYS = ("event_date", "user_id", "event_type", "country")
 STATS_KEYS = ("event_date", "event_type", "country")
@@ -89,6 +89,13 @@ def _aggregate(spark: SparkSession, settings: Settings, asked: Iterable[date] | 
         "event_stats_rows": stats,
         "seconds": round(time.monotonic() - clock, 3),
     }
+
+
+def unaggregated_batches(settings: Settings) -> list[int]:
+    """The ingest batches no run has aggregated yet, read without Spark: what tells the DAGs that new data exists."""
+    ingested = peek(settings, tables.INGEST_RUNS, ["batch"]) or []
+    covered = {batch for run in peek(settings, tables.AGGREGATE_RUNS, ["batches"]) or [] for batch in run["batches"]}
+    return sorted(row["batch"] for row in ingested if row["batch"] not in covered)
 
 
 def _pending(spark: SparkSession, settings: Settings) -> tuple[list[int], list[date]]:

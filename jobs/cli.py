@@ -80,6 +80,7 @@ def _parser() -> _Parser:
     sql = commands.add_parser("sql", parents=[common], help="run a query through Trino and print the result")
     sql.add_argument("query", help="one statement in Trino SQL")
     sql.add_argument("--user", help="the Trino user to run it as (default: trino.user of the settings)")
+    commands.add_parser("airflow", parents=[common], help="run Airflow locally (standalone) with the DAGs of dags/")
     return parser
 
 
@@ -161,6 +162,12 @@ def _sql(args: argparse.Namespace, settings: Settings) -> None:
     print(query(settings, args.query, args.user).as_table())
 
 
+def _airflow(args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.standalone import standalone
+
+    standalone(settings, args.conf)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "generate": _generate,
     "ingest": _ingest,
@@ -170,6 +177,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "trino": _trino,
     "publish": _publish,
     "sql": _sql,
+    "airflow": _airflow,
 }
 
 

@@ -93,12 +93,20 @@ class TrinoSettings(_Section):
     views_dir: str = "./sql"
 
 
+class AirflowSettings(_Section):
+    home: str = "./state/airflow"
+    dags_folder: str = "./dags"
+    port: int = Field(default=8080, ge=1, le=65_535)
+    parallelism: int = Field(default=2, ge=1)
+
+
 class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     spark: SparkSettings = SparkSettings()
     ingest: IngestSettings = IngestSettings()
     quality: QualitySettings = QualitySettings()
     trino: TrinoSettings = TrinoSettings()
+    airflow: AirflowSettings = AirflowSettings()
 
 
 def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:

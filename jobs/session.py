@@ -6,9 +6,10 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
 
-from delta import configure_spark_with_delta_pip
+import pyspark
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Settings
@@ -36,21 +37,38 @@ _DEFAULTS = {
 
 def spark_session(settings: Settings) -> SparkSession:
     """The process-wide Spark session for `settings` (created on first use)."""
-    spark_conf = settings.spark
-    builder = (
-        SparkSession.builder.master(spark_conf.master)
-        .appName(spark_conf.app_name)
-        .config("spark.driver.memory", spark_conf.driver_memory)
-        .config("spark.sql.shuffle.partitions", str(spark_conf.shuffle_partitions))
-        .config("spark.jars.ivy", os.path.abspath(spark_conf.ivy_cache))
-        .config("spark.ui.showConsoleProgress", "false")
-    )
-    for key, value in {**_DEFAULTS, **spark_conf.conf, **_FIXED}.items():
+    builder = SparkSession.builder.master(settings.spark.master)
+    for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
-    with _jvm_output_to(spark_conf.log_file):
-        spark = configure_spark_with_delta_pip(builder).getOrCreate()
-    spark.sparkContext.setLogLevel(spark_conf.log_level)
-    return spark
+    with _jvm_output_to(settings.spark.log_file):
+        return builder.getOrCreate()
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting of a lakehouse job but the master, the Delta jars included: the one source for this
+    builder and for spark-submit (dags/), where the JVM starts before any builder runs."""
+    spark = settings.spark
+    packages = [delta_package(), *filter(None, [spark.conf.get("spark.jars.packages")])]
+    return {
+        "spark.app.name": spark.app_name,
+        "spark.driver.memory": spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(spark.shuffle_partitions),
+        "spark.jars.ivy": os.path.abspath(spark.ivy_cache),
+        "spark.ui.showConsoleProgress": "false",
+        # Applied as the context starts, so a spark-submit job's log (the Airflow task's) is quiet from there on too.
+        "spark.log.level": spark.log_level,
+        **_DEFAULTS,
+        **spark.conf,
+        **_FIXED,
+        "spark.jars.packages": ",".join(packages),
+    }
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta jars matching the installed delta-spark and pyspark, named as
+    `delta.configure_spark_with_delta_pip` names it (Spark's major.minor and Scala 2.13 in the artifact)."""
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
 
 
 @contextmanager

@@ -76,6 +76,19 @@ def replace_days(frame: DataFrame, settings: Settings, table: str, days: Iterabl
     )
 
 
+def peek(settings: Settings, table: str, columns: list[str]) -> list[dict] | None:
+    """`columns` of a small table, read through delta-rs rather than Spark: for the checks that must not start a
+    JVM (the DAGs' gates). None before the table's first write."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        found = DeltaTable(tables.table_path(settings, table))
+    except TableNotFoundError:
+        return None
+    return found.to_pyarrow_table(columns=columns).to_pylist()
+
+
 def retry_on_conflict(work: Callable[[], T], attempts: int = MAX_CONFLICTS) -> T:
     """`work()`, run again (after a growing random pause) while another writer's commit makes Delta refuse ours;
     `work` must re-read what it depends on, so each attempt starts from the table as it now is."""

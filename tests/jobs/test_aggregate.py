@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import activity, aggregate, event_stats, user_activity
+from lakehouse.aggregate import activity, aggregate, event_stats, unaggregated_batches, user_activity
 from lakehouse.config import Settings
 from lakehouse.ingest import ingest
 from tests.lake import aggregated_lake, copied_lake, event_line, land, table, version
@@ -133,6 +133,7 @@ def test_rerun_with_nothing_new_changes_nothing(lake: Settings) -> None:
     versions = [version(lake, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
     summary = aggregate(lake)
     assert (summary["days"], summary["batches"], summary["user_activity_rows"]) == ([], [], 0)
+    assert unaggregated_batches(lake) == []
     assert [version(lake, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)] == versions
 
 
@@ -149,10 +150,12 @@ def test_late_batch_rebuilds_exactly_the_days_it_touched(
     ])  # fmt: skip
     [batch] = ingest(settings)
     before_users, before_stats = stored_gold(spark, settings)
+    assert unaggregated_batches(settings) == [batch["batch"]]
 
     summary = aggregate(settings)
 
     assert summary["batches"] == [batch["batch"]]
+    assert unaggregated_batches(settings) == []
     assert summary["days"] == [late_day.isoformat(), new_day.isoformat()]
     users, stats = stored_gold(spark, settings)
     assert (users, stats) == expected_gold(landed(settings))

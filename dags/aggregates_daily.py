@@ -1,0 +1,19 @@
+"""aggregates_daily (DESIGN §8): runs when events_hourly updated `lake.events`; rebuilds the days the new batches
+touched, gates both gold tables, and only when both pass publishes them to Trino. Every step is idempotent per day,
+so retries and re-runs change nothing twice."""
+
+from datetime import timedelta
+
+from airflow.sdk import DAG
+
+from lakehouse.orchestrate import DAG_ARGS, command_task, events_asset, spark_job
+
+with DAG("aggregates_daily", schedule=[events_asset()], doc_md=__doc__, dagrun_timeout=timedelta(hours=3), **DAG_ARGS):
+    aggregate = spark_job("aggregate", "aggregate", timeout=timedelta(hours=1))
+    validations = [
+        spark_job(f"validate_{table}", "validate", table, timeout=timedelta(minutes=30))
+        for table in ("daily_user_activity", "daily_event_stats")
+    ]
+    start_trino = command_task("start_trino", "trino", "start", timeout=timedelta(minutes=10))
+    publish = command_task("publish", "publish", timeout=timedelta(minutes=15))
+    aggregate >> validations >> start_trino >> publish

@@ -1,0 +1,108 @@
+"""What the DAGs in dags/ are built from: every Spark job is `spark-submit jobs/submit.py COMMAND` through the Apache
+Spark provider, on the master of the Spark connection (built from conf/ by `lakehouse airflow`), with the Spark
+settings and Delta jars of `session.spark_conf`, so one DAG targets local Spark or a cluster alike."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.providers.standard.operators.python import ShortCircuitOperator
+from airflow.sdk import Asset, RetryDecision, RetryPolicy
+
+from lakehouse import tables
+from lakehouse.aggregate import unaggregated_batches
+from lakehouse.config import DEFAULT_CONF, Settings, load_settings
+from lakehouse.session import spark_conf
+from lakehouse.standalone import CONF_ENV, SPARK_CONN_ID
+
+SUBMIT_APP = str(Path(__file__).resolve().with_name("submit.py"))
+# How the `lakehouse` command starts the one line it reports an error with (cli.main).
+REPORTED_ERROR = "lakehouse: error: "
+START = datetime(2024, 1, 1, tzinfo=UTC)
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "lakehouse",
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+}
+# What every lakehouse DAG shares: one run at a time and no catch-up (a run takes all that waits, exactly once, so a
+# missed interval needs no run of its own), retries with backoff.
+DAG_ARGS: dict[str, Any] = {
+    "start_date": START,
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": DEFAULT_ARGS,
+    "tags": ["lakehouse"],
+}
+
+
+class ReportedErrorsAreFinal(RetryPolicy):
+    """Fails a task at once when the `lakehouse` command reported the error itself (a failed quality gate, a bad
+    setting or argument): a retry would only repeat it. Anything else (a lost executor, a crashed JVM, a network
+    error) takes the task's retries with their backoff."""
+
+    def evaluate(self, exception: BaseException, try_number: int, max_tries: int, context: Any = None) -> RetryDecision:
+        """FAIL for an error the command reported, DEFAULT otherwise."""
+        if REPORTED_ERROR in str(exception):
+            return RetryDecision.fail("the lakehouse command reported the error: retrying would repeat it")
+        return RetryDecision.default()
+
+
+def conf_file() -> str:
+    """The settings file of the jobs the DAGs run."""
+    return os.environ.get(CONF_ENV, DEFAULT_CONF)
+
+
+def dag_settings() -> Settings:
+    """The settings the DAGs are built from (read when a DAG file is parsed)."""
+    return load_settings(conf_file())
+
+
+def events_asset() -> Asset:
+    """The `events` table, updated by events_hourly when a batch passed its quality gate."""
+    return Asset(name="lake.events", uri=tables.table_path(dag_settings(), tables.EVENTS))
+
+
+def spark_job(task_id: str, *command: str, timeout: timedelta, **kwargs: Any) -> SparkSubmitOperator:
+    """A task running `lakehouse COMMAND` through spark-submit on the connection's master, with conf/'s Spark
+    settings and the Delta jars as spark-submit packages."""
+    job_conf = spark_conf(dag_settings())
+    packages = job_conf.pop("spark.jars.packages")
+    return SparkSubmitOperator(
+        task_id=task_id,
+        conn_id=SPARK_CONN_ID,
+        application=SUBMIT_APP,
+        application_args=[*command, "--conf", conf_file()],
+        conf=job_conf,
+        packages=packages,
+        name=f"{job_conf['spark.app.name']}-{task_id}",
+        execution_timeout=timeout,
+        retry_policy=ReportedErrorsAreFinal(),
+        **kwargs,
+    )
+
+
+def command_task(task_id: str, *command: str, timeout: timedelta) -> BashOperator:
+    """A task running `lakehouse COMMAND` as it is, for the commands that need no Spark. It runs in Airflow's working
+    directory, like the Spark jobs: relative paths in conf/ are relative to it, as on the command line."""
+    line = shlex.join([sys.executable, "-m", "lakehouse.cli", *command, "--conf", conf_file()])
+    return BashOperator(task_id=task_id, bash_command=line, cwd=os.getcwd(), execution_timeout=timeout)
+
+
+def new_batches_gate(task_id: str) -> ShortCircuitOperator:
+    """A task that lets the rest of the run go on only while some ingest batch waits for the aggregates, and skips it
+    otherwise: an hour in which nothing landed neither validates again nor makes aggregates_daily run. Batches that
+    stay waiting (a failed gate, a failed aggregates run) keep the gate open, so their checks run again."""
+    return ShortCircuitOperator(task_id=task_id, python_callable=_new_batches, execution_timeout=timedelta(minutes=5))
+
+
+def _new_batches() -> bool:
+    return bool(unaggregated_batches(dag_settings()))

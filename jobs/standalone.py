@@ -1,0 +1,48 @@
+"""`lakehouse airflow`: Airflow standalone for this project, in an environment built from conf/: its home and DAG
+folder, sized for a small machine, the Spark connection the DAGs submit to, and the settings file their jobs use."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from lakehouse.config import Settings
+
+# The settings file the DAGs run their jobs with; without it, the command line's default.
+CONF_ENV = "LAKEHOUSE_CONF"
+SPARK_CONN_ID = "lakehouse_spark"
+
+
+def airflow_environ(settings: Settings, conf: str) -> dict[str, str]:
+    """The environment Airflow runs in: home and DAG folder from conf/, sized for 2 cores (standalone's defaults
+    start 32 task workers), the Spark connection built from `spark.master`, the settings file `conf` for the jobs,
+    and this installation's tools first on the PATH (the Spark provider runs `spark-submit` from there)."""
+    config = settings.airflow
+    tools = str(Path(sys.executable).parent)
+    return {
+        "AIRFLOW_HOME": os.path.abspath(config.home),
+        "AIRFLOW__CORE__DAGS_FOLDER": os.path.abspath(config.dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(config.parallelism),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{config.port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(config.port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "120",
+        f"AIRFLOW_CONN_{SPARK_CONN_ID.upper()}": json.dumps({"conn_type": "spark", "host": settings.spark.master}),
+        CONF_ENV: os.path.abspath(conf),
+        "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def standalone(settings: Settings, conf: str) -> None:
+    """Replaces this process with `airflow standalone` in `airflow_environ` (which generates the admin password into
+    Airflow's home on first start and says where)."""
+    environ = {**os.environ, **airflow_environ(settings, conf)}
+    Path(environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    os.execve(airflow, [airflow, "standalone"], environ)

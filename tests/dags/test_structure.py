@@ -1,0 +1,117 @@
+"""Every DAG of dags/ imports cleanly and has the tasks, order, schedule and safety settings DESIGN §8 asks for;
+the Spark tasks submit the `lakehouse` command with the settings of conf/."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG, Asset
+from airflow.sdk.exceptions import ParamValidationError
+
+from lakehouse.config import load_settings
+from lakehouse.orchestrate import SUBMIT_APP, ReportedErrorsAreFinal, conf_file
+from lakehouse.session import spark_conf
+from lakehouse.standalone import SPARK_CONN_ID, airflow_environ
+from tests.conftest import CONF
+from tests.dags.conftest import DAGS
+
+TASKS = {
+    "events_hourly": {"ingest": {"new_batches"}, "new_batches": {"validate_events"},
+                      "validate_events": {"validate_quarantine"}, "validate_quarantine": set()},
+    "aggregates_daily": {"aggregate": {"validate_daily_user_activity", "validate_daily_event_stats"},
+                         "validate_daily_user_activity": {"start_trino"}, "validate_daily_event_stats": {"start_trino"},
+                         "start_trino": {"publish"}, "publish": set()},
+    "lake_maintenance": {"maintain": set()},
+    "forget_user": {"forget_user": set()},
+}  # fmt: skip
+COMMANDS = {
+    "ingest": ["ingest"],
+    "validate_events": ["validate", "events"],
+    "validate_quarantine": ["validate", "quarantine"],
+    "aggregate": ["aggregate"],
+    "validate_daily_user_activity": ["validate", "daily_user_activity"],
+    "validate_daily_event_stats": ["validate", "daily_event_stats"],
+    "maintain": ["maintain"],
+    "forget_user": ["forget-user", "{{ params.user_id }}"],
+}
+
+
+@pytest.fixture(scope="module")
+def dags() -> dict[str, DAG]:
+    """The DAGs of dags/, parsed as the DAG processor parses them; no file may fail to import."""
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags
+
+
+def test_every_dag_imports(dags: dict[str, DAG]) -> None:
+    assert set(dags) == set(TASKS)
+
+
+@pytest.mark.parametrize("dag_id", TASKS)
+def test_tasks_and_their_order(dags: dict[str, DAG], dag_id: str) -> None:
+    assert {task.task_id: task.downstream_task_ids for task in dags[dag_id].tasks} == TASKS[dag_id]
+
+
+def test_schedules(dags: dict[str, DAG]) -> None:
+    (produced,) = dags["events_hourly"].get_task("validate_quarantine").outlets
+    assert isinstance(produced, Asset) and produced.name == "lake.events"
+    assert dags["events_hourly"].schedule == "@hourly"
+    assert dags["aggregates_daily"].schedule == [produced]
+    assert dags["lake_maintenance"].schedule == "@daily"
+    assert dags["forget_user"].schedule is None
+
+
+@pytest.mark.parametrize("dag_id", TASKS)
+def test_runs_never_overlap_nor_catch_up(dags: dict[str, DAG], dag_id: str) -> None:
+    assert (dags[dag_id].max_active_runs, dags[dag_id].catchup) == (1, False)
+
+
+@pytest.mark.parametrize("dag_id", TASKS)
+def test_tasks_retry_with_backoff_within_a_timeout(dags: dict[str, DAG], dag_id: str) -> None:
+    for task in dags[dag_id].tasks:
+        assert task.retries >= 2 and task.retry_exponential_backoff > 1 and task.max_retry_delay
+        assert task.execution_timeout is not None
+
+
+def test_spark_tasks_submit_the_lakehouse_command_with_the_settings_of_conf(dags: dict[str, DAG]) -> None:
+    expected = spark_conf(load_settings(conf_file()))
+    packages = expected.pop("spark.jars.packages")
+    submitted = [task for dag in dags.values() for task in dag.tasks if isinstance(task, SparkSubmitOperator)]
+    assert {task.task_id for task in submitted} == set(COMMANDS)
+    for task in submitted:
+        assert task.application_args == [*COMMANDS[task.task_id], "--conf", conf_file()]
+        assert (task.application, task._conn_id) == (SUBMIT_APP, SPARK_CONN_ID)
+        assert task.packages == packages and packages.startswith("io.delta:delta-spark_")
+        assert task.conf == expected
+        assert isinstance(task.retry_policy, ReportedErrorsAreFinal)
+
+
+def test_publish_waits_for_both_gates(dags: dict[str, DAG]) -> None:
+    aggregates = dags["aggregates_daily"]
+    assert aggregates.get_task("publish").trigger_rule == aggregates.get_task("start_trino").trigger_rule
+    assert aggregates.get_task("start_trino").trigger_rule == "all_success"
+    assert "--conf" in aggregates.get_task("publish").bash_command
+
+
+@pytest.mark.parametrize("user_id", ["5db24a33-5c3e-4f5e-9a8e-0d4c2f1b7a21", "user-42", "ana@example.com"])
+def test_forget_user_takes_a_user_id(dags: dict[str, DAG], user_id: str) -> None:
+    assert dags["forget_user"].params.get_param("user_id").resolve(user_id) == user_id
+
+
+@pytest.mark.parametrize("user_id", ["", " ", "a b", "-rf", "x\n", None])
+def test_forget_user_refuses_what_is_no_user_id(dags: dict[str, DAG], user_id: str | None) -> None:
+    with pytest.raises(ParamValidationError):
+        dags["forget_user"].params.get_param("user_id").resolve(user_id)
+
+
+def test_airflow_is_sized_for_two_cores_and_submits_to_the_configured_master() -> None:
+    settings = load_settings(CONF, {"LAKEHOUSE__SPARK__MASTER": "spark://spark-master:7077"})
+    environ = airflow_environ(settings, str(CONF))
+    connection = json.loads(environ["AIRFLOW_CONN_LAKEHOUSE_SPARK"])
+    assert connection == {"conn_type": "spark", "host": "spark://spark-master:7077"}
+    assert (environ["AIRFLOW__CORE__PARALLELISM"], environ["AIRFLOW__API__WORKERS"]) == ("2", "1")
+    assert environ["AIRFLOW_HOME"].endswith("state/airflow") and environ["AIRFLOW__CORE__DAGS_FOLDER"].endswith("dags")
