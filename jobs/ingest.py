@@ -22,7 +22,7 @@ from lakehouse.contract import Rules, classify
 from lakehouse.dedup import first_copies, unseen
 from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
 from lakehouse.session import spark_session
-from lakehouse.storage import append, read, retry_on_conflict, version
+from lakehouse.storage import append, read, retry_on_conflict, utc_from_micros, version
 
 WRITER_ID = "lakehouse-ingest"
 PLANNER_ID = "lakehouse-ingest-plan"
@@ -197,11 +197,10 @@ def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
     plans = read(spark, settings, tables.INGEST_BATCHES)
     if plans is None:
         return []
-    # Read as epoch micros: PySpark would turn a timestamp into the local time of this process.
     plans = plans.withColumn("started_us", F.unix_micros("started_at"))
     batches: dict[int, Batch] = {}
     for row in plans.orderBy("batch", "started_at").collect():
-        started_at = datetime.fromtimestamp(row["started_us"] / 1e6, UTC)
+        started_at = utc_from_micros(row["started_us"])
         files = tuple(LandingFile(f["path"], f["location"], f["uri"], f["size"]) for f in row["files"])
         batches.setdefault(row["batch"], Batch(row["batch"], row["run_id"], started_at, row["events_version"], files))
     return list(batches.values())

@@ -19,10 +19,11 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse import tables
+from lakehouse.aggregate import unaggregated_batches
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError, QualityGateFailed
 from lakehouse.session import spark_session
-from lakehouse.storage import append, read
+from lakehouse.storage import append, read, utc_from_micros
 
 VALIDATION_SCHEMA = (
     "validation_id string, table_name string, scope string, validated_at timestamp, success boolean, rows long, "
@@ -142,7 +143,8 @@ def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None
 
 
 def _ingest_scope(spark: SparkSession, settings: Settings, table: str, stored: DataFrame, day: date | None) -> Scope:
-    """The rows of the latest ingest batch, or of `day` (event date for `events`, ingest date for `quarantine`)."""
+    """The rows of the ingest batches not aggregated yet (or of the latest batch if none), or of `day` (event date
+    for `events`, ingest date for `quarantine`)."""
     runs = read(spark, settings, tables.INGEST_RUNS)
     if runs is None:
         raise LakehouseError(f"nothing to validate in {table}: no ingest batch yet")
@@ -153,17 +155,19 @@ def _ingest_scope(spark: SparkSession, settings: Settings, table: str, stored: D
         date_column = "event_date" if table == tables.EVENTS else "ingest_date"
         rows = stored.where(F.col(date_column) == day)
     else:
-        last = runs.orderBy(F.desc("batch")).select("batch", "event_dates", F.unix_micros("started_at")).first()
-        runs = runs.where(F.col("batch") == last["batch"])
-        label = f"batch {last['batch']}"
-        started_us = last[2]
-        ingested_by = started = datetime.fromtimestamp(started_us / 1e6, UTC)
+        # Every batch still waiting for the aggregates (a backlog is ingested as several), else the latest one.
+        checked = unaggregated_batches(settings) or [runs.agg(F.max("batch")).first()[0]]
+        runs = runs.where(F.col("batch").isin(checked))
+        picked = runs.select("event_dates", F.unix_micros("started_at").alias("started_us")).collect()
+        label = f"batch {checked[0]}" if len(checked) == 1 else f"batches {checked[0]}–{checked[-1]}"
+        started = [row["started_us"] for row in picked]
+        ingested_by = utc_from_micros(max(started))
         partitions = (
-            F.col("event_date").isin(last["event_dates"])
+            F.col("event_date").isin(sorted({touched for row in picked for touched in row["event_dates"]}))
             if table == tables.EVENTS
-            else F.col("ingest_date") == started.date()
+            else F.col("ingest_date").isin(sorted({utc_from_micros(us).date() for us in started}))
         )
-        rows = stored.where(partitions & (F.unix_micros("ingested_at") == started_us))
+        rows = stored.where(partitions & F.unix_micros("ingested_at").isin(started))
     if table == tables.QUARANTINE:
         totals = runs.agg(F.sum("quarantined").alias("bad"), F.sum("lines_read").alias("lines")).first()
         share = totals["bad"] / totals["lines"] if totals["lines"] else 0.0

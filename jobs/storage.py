@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TypeVar
 
 from delta.exceptions import (
@@ -87,6 +87,12 @@ def peek(settings: Settings, table: str, columns: list[str]) -> list[dict] | Non
     except TableNotFoundError:
         return None
     return found.to_pyarrow_table(columns=columns).to_pylist()
+
+
+def utc_from_micros(micros: int) -> datetime:
+    """A timestamp read as epoch micros (`F.unix_micros`) as a UTC datetime: PySpark would turn a timestamp it
+    collects into the local time of this process."""
+    return datetime.fromtimestamp(micros / 1e6, UTC)
 
 
 def retry_on_conflict(work: Callable[[], T], attempts: int = MAX_CONFLICTS) -> T:

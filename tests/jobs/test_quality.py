@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
+from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
 from lakehouse.errors import QualityGateFailed
 from lakehouse.ingest import ingest
@@ -199,6 +200,21 @@ def test_too_much_quarantine_fails_the_gate_blocks_publishing_and_is_recorded(
     # The gate: publish refuses before it contacts Trino (none runs for this lake), so nothing is published.
     with pytest.raises(QualityGateFailed, match=r"not publishing: the latest validation failed for quarantine"):
         publish(settings)
+
+
+def test_a_backlog_ingested_as_several_batches_is_validated_whole(settings: Settings, landing: Path) -> None:
+    """One file per batch (max_batch_bytes 1): the bad countries of the first batch fail the gate of the run."""
+    noon = datetime(2024, 7, 9, 12)
+    land(landing, "a-bad-country.json", [event_line(f"x{i}", noon, country="XX") for i in range(3)])
+    land(landing, "b-clean.json", [event_line(f"ok{i}", noon + timedelta(days=1)) for i in range(3)])
+    one_file_each = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"max_batch_bytes": 1})})
+    assert [summary["batch"] for summary in ingest(one_file_each)] == [1, 2]
+
+    with pytest.raises(QualityGateFailed, match=r"events \(batches 1–2\) failed expect_column_values_to_be_in_set"):
+        validate(one_file_each, tables.EVENTS)
+
+    aggregate(one_file_each)
+    assert validate(one_file_each, tables.EVENTS)["scope"] == "batch 2", "once aggregated, the latest batch"
 
 
 def test_cli_validate_exits_1_naming_the_failed_expectation(cli_env: dict[str, str], landing: Path) -> None:
