@@ -81,6 +81,10 @@ def _parser() -> _Parser:
     sql.add_argument("query", help="one statement in Trino SQL")
     sql.add_argument("--user", help="the Trino user to run it as (default: trino.user of the settings)")
     commands.add_parser("airflow", parents=[common], help="run Airflow locally (standalone) with the DAGs of dags/")
+    commands.add_parser("maintain", parents=[common], help="compact small files, cluster events by user, vacuum")
+    forget = commands.add_parser("forget-user", parents=[common], help="remove one user's data from the whole lake")
+    forget.add_argument("user_id", metavar="USER_ID", help="the user_id whose events to remove")
+    forget.add_argument("--requested-by", help="who asked, for the record (default: the OS user running this)")
     return parser
 
 
@@ -168,6 +172,18 @@ def _airflow(args: argparse.Namespace, settings: Settings) -> None:
     standalone(settings, args.conf)
 
 
+def _maintain(_args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.maintain import maintain
+
+    print(json.dumps(maintain(settings)))
+
+
+def _forget_user(args: argparse.Namespace, settings: Settings) -> None:
+    from lakehouse.forget import forget
+
+    print(json.dumps(forget(settings, args.user_id, args.requested_by)))
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "generate": _generate,
     "ingest": _ingest,
@@ -178,6 +194,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], None]] = {
     "publish": _publish,
     "sql": _sql,
     "airflow": _airflow,
+    "maintain": _maintain,
+    "forget-user": _forget_user,
 }
 
 

@@ -100,6 +100,13 @@ class AirflowSettings(_Section):
     parallelism: int = Field(default=2, ge=1)
 
 
+class MaintenanceSettings(_Section):
+    # Files a table no longer references are deleted once this old: readers of an older version need them, and so
+    # does an ingest batch finished after a crash (it deduplicates against the version it was planned with). Delta's
+    # own floor is 7 days.
+    vacuum_retention_hours: int = Field(default=168, ge=168)
+
+
 class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     spark: SparkSettings = SparkSettings()
@@ -107,6 +114,7 @@ class Settings(_Section):
     quality: QualitySettings = QualitySettings()
     trino: TrinoSettings = TrinoSettings()
     airflow: AirflowSettings = AirflowSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
 
 def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:

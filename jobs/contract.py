@@ -46,7 +46,7 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
     """Lines (`value` as read, plus any passthrough columns) → non-blank lines with `reason` (null when valid),
     `raw` (of rejected lines: the line, base64 when not UTF-8) and the parsed event columns (of valid lines)."""
     value = F.col("value")
-    text = F.when(F.startswith(value, F.lit(BOM)), F.substring(value, 2, 1 << 30)).otherwise(value)
+    text = without_bom(value)
     parsed = (
         lines.withColumn("_utf8", F.expr("is_valid_utf8(value)"))
         .where(~F.col("_utf8") | (F.btrim(value, F.lit(BLANK)) != ""))
@@ -68,12 +68,23 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
         F.when(valid, _scalar("_id", "string")).alias("event_id"),
         F.when(valid, _scalar("_type", "string")).alias("event_type"),
         F.when(valid, F.timestamp_millis(_scalar("_created", "bigint"))).alias("event_ts"),
-        F.when(valid, _first_string(rules.user_id_paths)).alias("user_id"),
-        F.when(valid, _first_string(rules.country_paths)).alias("country"),
+        F.when(valid, first_string(F.col("_v"), rules.user_id_paths)).alias("user_id"),
+        F.when(valid, first_string(F.col("_v"), rules.country_paths)).alias("country"),
         F.when(valid, _get("meta.service", "string")).alias("service"),
         F.when(valid, F.to_json(_get("data.attributes"))).alias("attributes"),
         F.when(valid, F.to_json(_get("meta"))).alias("meta"),
     )
+
+
+def without_bom(line: Column) -> Column:
+    """The line's text without a leading UTF-8 byte-order mark."""
+    return F.when(F.startswith(line, F.lit(BOM)), F.substring(line, 2, 1 << 30)).otherwise(line)
+
+
+def first_string(parsed: Column, paths: tuple[str, ...]) -> Column:
+    """The first non-null value at `paths` of the parsed line (a variant), as a string: how `user_id` and `country`
+    are derived."""
+    return F.coalesce(*[F.try_variant_get(parsed, _json_path(path), "string") for path in paths])
 
 
 def _first_failure(rules: Rules) -> Column:
@@ -131,7 +142,3 @@ def _is_huge_integer(column: str, path: str) -> Column:
     literal = F.get_json_object(F.col("value").cast("string"), _json_path(path))
     whole_decimal = F.startswith(_kind(column), F.lit("DECIMAL(")) & F.endswith(_kind(column), F.lit(",0)"))
     return whole_decimal & ~literal.rlike("[.eE]")
-
-
-def _first_string(paths: tuple[str, ...]) -> Column:
-    return F.coalesce(*[_get(path, "string") for path in paths])

@@ -87,6 +87,20 @@ def ingest(settings: Settings) -> list[dict]:
     return summaries or [_empty_summary()]
 
 
+def clustered(events: DataFrame) -> DataFrame:
+    """`events` laid out for writing: each partition's rows in one task, sorted by user, so each partition gets one
+    file with its users in order (readers skip by user through Parquet's statistics)."""
+    # Sorted by the partition columns first, as the writer needs, so its own sort cannot undo the user clustering.
+    return events.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(*tables.EVENT_PARTITIONS, "user_id")
+
+
+def unfinished_batches(spark: SparkSession, settings: Settings) -> list[int]:
+    """The batches planned but not yet recorded in `ingest_runs`: running now, or interrupted and waiting for the next
+    run to finish them from the landing files as they are then."""
+    finished = _finished(spark, settings)
+    return [b.batch for b in _planned(spark, settings) if b.batch not in finished]
+
+
 def _ingest_next(spark: SparkSession, settings: Settings) -> dict | None:
     batch = _next_batch(spark, settings)
     return None if batch is None else _run(spark, settings, batch)
@@ -176,11 +190,7 @@ def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: D
 
 def _write_batch(settings: Settings, batch: Batch, events: DataFrame, quarantine: DataFrame) -> None:
     """The batch's `events` and `quarantine` commits; `ingest_runs`, written last, marks the batch done."""
-    # Sorted by the partition columns first, as the writer needs, so its own sort cannot undo the user clustering.
-    sorted_events = events.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(
-        *tables.EVENT_PARTITIONS, "user_id"
-    )
-    append(sorted_events, settings, tables.EVENTS, tables.EVENT_PARTITIONS, (WRITER_ID, batch.batch))
+    append(clustered(events), settings, tables.EVENTS, tables.EVENT_PARTITIONS, (WRITER_ID, batch.batch))
     append(quarantine.coalesce(1), settings, tables.QUARANTINE, tables.QUARANTINE_PARTITIONS, (WRITER_ID, batch.batch))
 
 

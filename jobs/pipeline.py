@@ -6,11 +6,9 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse
 
 from lakehouse import tables
 from lakehouse.config import Settings
-from lakehouse.errors import LakehouseError
 from lakehouse.generate import generate
 from lakehouse.ingest import ingest
 
@@ -33,9 +31,6 @@ def run(settings: Settings, say: Callable[[str], None] = print) -> None:
 
 
 def _local_landing(settings: Settings) -> Path:
-    root = tables.lake_root(settings)
-    if urlparse(root).scheme != "file":
-        raise LakehouseError(f"`lakehouse run` makes sample data on a local lake only, not {root}")
-    landing = Path(urlparse(tables.table_path(settings, tables.LANDING)).path)
+    landing = tables.local_path(settings, tables.LANDING, "`lakehouse run` makes sample data")
     landing.mkdir(parents=True, exist_ok=True)
     return landing

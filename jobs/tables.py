@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from urllib.parse import urlparse
 
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 
 EVENTS = "events"
 QUARANTINE = "quarantine"
@@ -14,6 +16,7 @@ DAILY_USER_ACTIVITY = "daily_user_activity"
 DAILY_EVENT_STATS = "daily_event_stats"
 INGEST_BATCHES = "_state/ingest_batches"
 AGGREGATE_RUNS = "_state/aggregate_runs"
+FORGET_REQUESTS = "_state/forget_requests"
 QUALITY = "_quality"
 VALIDATIONS = "_quality/validations"
 LANDING = "landing"
@@ -33,3 +36,12 @@ def lake_root(settings: Settings) -> str:
 def table_path(settings: Settings, name: str) -> str:
     """The location of table (or folder) `name` under the lake root."""
     return f"{lake_root(settings)}/{name}"
+
+
+def local_path(settings: Settings, name: str, needed_by: str) -> Path:
+    """Table or folder `name` as a local path, for work on its files that only a local lake allows so far; a remote
+    lake is refused with one line saying what `needed_by` it."""
+    root = lake_root(settings)
+    if urlparse(root).scheme != "file":
+        raise LakehouseError(f"{needed_by} on a local lake only, not {root}")
+    return Path(urlparse(table_path(settings, name)).path)

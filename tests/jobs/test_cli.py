@@ -30,6 +30,9 @@ def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -
         (["aggregate", "--from", "2024-07-02", "--to", "2024-07-01"], {}, "is before --from 2024-07-02"),
         (["aggregate", "--date", "2024-07-01", "--from", "2024-07-01"], {}, "not allowed with argument --date"),
         (["aggregate", "--date", "July"], {}, "argument --date: expected YYYY-MM-DD, got 'July'"),
+        (["forget-user", ""], {}, "lakehouse: error: USER_ID must not be empty"),
+        (["forget-user", "u1\r\n"], {}, "lakehouse: error: USER_ID must not hold control characters"),
+        (["maintain"], {"LAKEHOUSE__MAINTENANCE__VACUUM_RETENTION_HOURS": "24"}, "greater than or equal to 168"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(cli_env, args: list[str], extra_env: dict, message: str) -> None:

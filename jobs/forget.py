@@ -1,0 +1,258 @@
+"""`lakehouse forget-user USER_ID` (DESIGN §6): removes one user's rows from `events`, `quarantine` and the daily gold
+tables (rebuilding the days they were in), blanks their lines in the landing files, physically deletes the files and
+log entries that still hold them, and records the request in `_state/forget_requests` with counts only: never the
+user id, nor anything derived from it.
+
+Safe to repeat: a run that finds nothing of the user changes nothing, and one interrupted midway is finished by the
+next (its commits carry a tag until their table is purged). It refuses to work while an ingest batch is unfinished:
+that batch may have read the lines this run blanks, and it deduplicates against an `events` version the purge deletes.
+Not edited: the quality reports of failed validations, which may list sample `user_id`s (README, Operations).
+"""
+
+from __future__ import annotations
+
+import getpass
+import gzip
+import hashlib
+import json
+import os
+import time
+import unicodedata
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse import tables
+from lakehouse.aggregate import aggregate
+from lakehouse.config import Settings
+from lakehouse.contract import first_string, without_bom
+from lakehouse.errors import LakehouseError
+from lakehouse.ingest import unfinished_batches
+from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
+from lakehouse.maintain import purge, session_conf
+from lakehouse.session import spark_session
+from lakehouse.storage import append, read, retry_on_conflict
+
+# Marks this command's commits until their table is purged: a later run finishes the purge of an interrupted one.
+TAG = "lakehouse forget-user "
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+PURGED = (tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
+REQUEST_SCHEMA = (
+    "request_id string, requested_at timestamp, requested_by string, finished_at timestamp, "
+    "rows_removed map<string, long>, days_rebuilt int, landing_files_rewritten int, landing_lines_removed long, "
+    "tables_purged array<string>, files_purged long"
+)
+UTF8_BOM = "\ufeff".encode()
+NOTHING = "nothing to forget: no table row and no landing line is this user's"
+
+
+def checked_user_id(text: str) -> str:
+    """`text` if it can be a user id: not blank, no control characters (a pasted line break, say)."""
+    if not text.strip():
+        raise LakehouseError("USER_ID must not be empty")
+    if any(unicodedata.category(char) == "Cc" for char in text):
+        raise LakehouseError("USER_ID must not hold control characters")
+    return text
+
+
+def owned_by(line: Column, user_id: str, user_id_paths: tuple[str, ...]) -> Column:
+    """Whether a raw line (its bytes) is one of the user's events: a JSON line whose user id, derived as ingest
+    derives it, is `user_id`; a line that does not parse (malformed, cut short) when it holds the id as a JSON string.
+    A line mentioning the user elsewhere (another user's event about them) is not theirs, as in `events`.
+
+    Only lines holding the id's bytes, or a backslash (a JSON escape could spell the id otherwise), are parsed; an id
+    a producer sent as a JSON number written another way (1e2 for "100.0") is the one case this misses.
+    """
+    parsed = F.try_parse_json(without_bom(line.cast("string")))
+    derived = F.coalesce(first_string(parsed, user_id_paths) == F.lit(user_id), F.lit(False))
+    quoted = json.dumps(user_id, ensure_ascii=False).encode()
+    exact = F.when(parsed.isNotNull(), derived).otherwise(F.contains(line, F.lit(bytearray(quoted))))
+    candidate = F.contains(line, F.lit(bytearray(user_id.encode()))) | F.contains(line, F.lit(bytearray(b"\\")))
+    return F.when(candidate, exact).otherwise(F.lit(False))
+
+
+def quarantined_line() -> Column:
+    """The bytes of the landing line a `quarantine` row holds (`raw` is base64 for a line that is not UTF-8)."""
+    return F.when(F.col("reason") == "not_utf8", F.unbase64("raw")).otherwise(F.col("raw").cast("binary"))
+
+
+def blank_lines(data: bytes, digests: dict[int, str]) -> bytes:
+    """`data` with the lines numbered in `digests` (1-based, as Spark's text reader numbers them: `\\n`, `\\r\\n`
+    and `\\r` end a line) emptied, their line breaks kept, so every other line keeps its number (quarantine rows
+    point at them) and ingest skips the blank ones. Refuses when a line no longer holds what was read (its SHA-256)."""
+    lines = data.splitlines(keepends=True)
+    for number, digest in digests.items():
+        line = lines[number - 1] if number <= len(lines) else b""
+        text = line.rstrip(b"\r\n")
+        # Hadoop's line reader drops a byte-order mark at the start of a file from the first line it reads.
+        read = text.removeprefix(UTF8_BOM) if number == 1 else text
+        if hashlib.sha256(read).hexdigest() != digest:
+            raise LakehouseError(f"line {number} changed since it was read: run forget-user again")
+        lines[number - 1] = line[len(text) :]
+    return b"".join(lines)
+
+
+def forget(settings: Settings, user_id: str, requested_by: str | None = None) -> dict:
+    """Forgets `user_id` everywhere in the lake; a summary of what it removed (counts only)."""
+    user_id = checked_user_id(user_id)
+    landing = tables.local_path(settings, tables.LANDING, "forget-user rewrites landing files in place")
+    spark = spark_session(settings)
+    started, requested_at, request_id = time.monotonic(), datetime.now(UTC), str(uuid.uuid4())
+    _refuse_while_ingesting(spark, settings)
+    lines = _landing_lines(spark, settings, landing, user_id)
+    rows = _user_rows(spark, settings, user_id)
+    found = {name: frame.count() for name, frame in rows.items()}
+    if not lines and not any(found.values()) and not _unpurged(spark, settings):
+        return {**_summary(None, {}, [], {}, {}), "message": NOTHING, "seconds": round(time.monotonic() - started, 3)}
+    for landed, digests in lines.items():
+        _rewrite(landed, digests, request_id)
+    _refuse_while_ingesting(spark, settings)
+    with session_conf(spark, {USER_METADATA: TAG + request_id}):
+        days = _remove(spark, settings, user_id, rows, found)
+    _refuse_while_ingesting(spark, settings)
+    purged = {name: purge(spark, settings, name) for name in _unpurged(spark, settings)}
+    summary = _summary(request_id, found, days, lines, purged)
+    record = (
+        request_id, requested_at, requested_by or _os_user(), datetime.now(UTC), summary["rows_removed"],
+        summary["days_rebuilt"], summary["landing_files_rewritten"], summary["landing_lines_removed"],
+        summary["tables_purged"], summary["files_purged"],
+    )  # fmt: skip
+    append(spark.createDataFrame([record], REQUEST_SCHEMA), settings, tables.FORGET_REQUESTS)
+    return {**summary, "seconds": round(time.monotonic() - started, 3)}
+
+
+def _refuse_while_ingesting(spark: SparkSession, settings: Settings) -> None:
+    unfinished = unfinished_batches(spark, settings)
+    if unfinished:
+        raise LakehouseError(
+            f"ingest batch {unfinished[0]} is not finished: let the running `lakehouse ingest` end (or run it to "
+            "finish an interrupted batch), then run forget-user again"
+        )
+
+
+def _landing_lines(
+    spark: SparkSession, settings: Settings, landing: Path, user_id: str
+) -> dict[LandingFile, dict[int, str]]:
+    """The user's lines in every landing file, taken or not: line numbers and the SHA-256 of each line, per file."""
+    if not landing.is_dir():
+        return {}
+    files = list_landing(spark, tables.table_path(settings, tables.LANDING), settings.ingest.extensions)
+    if not files:
+        return {}
+    line = F.col("value").cast("binary")
+    numbered = number_lines(read_lines(spark, files))
+    hits = numbered.where(owned_by(line, user_id, settings.ingest.user_id_paths)).select(
+        "source_file", "line_number", F.sha2(line, 256).alias("digest")
+    )
+    by_path = {landed.path: landed for landed in files}
+    found: dict[LandingFile, dict[int, str]] = defaultdict(dict)
+    for row in hits.collect():
+        found[by_path[row["source_file"]]][row["line_number"]] = row["digest"]
+    return dict(found)
+
+
+def _rewrite(landed: LandingFile, digests: dict[int, str], request_id: str) -> None:
+    """Replaces the landing file with its user lines blanked, compressed as before. The new content goes to a hidden
+    file first (ingest never lists those) and replaces the old in one rename, so no reader ever sees half a file; its
+    path, which is what ingest knows a file by, stays the same, so no later ingest takes it again."""
+    path = Path(urlparse(landed.location).path)
+    compressed = path.name.endswith(".gz")
+    data = path.read_bytes()
+    blanked = blank_lines(gzip.decompress(data) if compressed else data, digests)
+    temporary = path.with_name(f".{path.name}.{request_id}.tmp")
+    try:
+        with open(temporary, "wb") as out:
+            out.write(gzip.compress(blanked) if compressed else blanked)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _user_rows(spark: SparkSession, settings: Settings, user_id: str) -> dict[str, DataFrame]:
+    """The user's rows in each table that exists (the gold tables' through `daily_user_activity`)."""
+    found = {}
+    for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY):
+        stored = read(spark, settings, name)
+        if stored is not None:
+            found[name] = stored.where(F.col("user_id") == user_id)
+    quarantine = read(spark, settings, tables.QUARANTINE)
+    if quarantine is not None:
+        found[tables.QUARANTINE] = quarantine.where(_quarantined_by(settings, user_id))
+    return found
+
+
+def _quarantined_by(settings: Settings, user_id: str) -> Column:
+    return owned_by(quarantined_line(), user_id, settings.ingest.user_id_paths)
+
+
+def _remove(
+    spark: SparkSession, settings: Settings, user_id: str, rows: dict[str, DataFrame], found: dict[str, int]
+) -> list[date]:
+    """Deletes the user's `events` and `quarantine` rows, then rebuilds the gold tables' days that held the user
+    (from `events`, now without them: a day left without events ends up empty); the days rebuilt. The days come from
+    `events` and from `daily_user_activity` both, so a run interrupted between the two is finished by the next."""
+    held = [rows[name] for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY) if found.get(name)]
+    days = sorted({row["event_date"] for frame in held for row in frame.select("event_date").distinct().collect()})
+    for name in (tables.EVENTS, tables.QUARANTINE):
+        if found.get(name):
+            _delete(spark, settings, name, user_id)
+    if days and tables.DAILY_USER_ACTIVITY in rows:
+        aggregate(settings, days)
+    return days
+
+
+def _delete(spark: SparkSession, settings: Settings, table: str, user_id: str) -> None:
+    def delete() -> None:
+        delta = DeltaTable.forPath(spark, tables.table_path(settings, table))
+        if table == tables.EVENTS:
+            delta.delete(F.col("user_id") == user_id)
+        else:
+            delta.delete(_quarantined_by(settings, user_id))
+
+    retry_on_conflict(delete)
+
+
+def _unpurged(spark: SparkSession, settings: Settings) -> list[str]:
+    """The tables whose log still holds a commit of this command: their old files may hold a forgotten user."""
+    waiting = []
+    for name in PURGED:
+        path = tables.table_path(settings, name)
+        if DeltaTable.isDeltaTable(spark, path):
+            tagged = DeltaTable.forPath(spark, path).history().where(F.startswith("userMetadata", F.lit(TAG)))
+            if not tagged.isEmpty():
+                waiting.append(name)
+    return waiting
+
+
+def _summary(
+    request_id: str | None,
+    found: dict[str, int],
+    days: list[date],
+    lines: dict[LandingFile, dict[int, str]],
+    purged: dict[str, int],
+) -> dict:
+    removed = (tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY)
+    return {
+        "request_id": request_id,
+        "rows_removed": {name: found.get(name, 0) for name in removed},
+        "days_rebuilt": len(days),
+        "landing_files_rewritten": len(lines),
+        "landing_lines_removed": sum(len(digests) for digests in lines.values()),
+        "tables_purged": sorted(purged),
+        "files_purged": sum(purged.values()),
+    }
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
