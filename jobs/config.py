@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from lakehouse.errors import LakehouseError
 
@@ -91,6 +91,9 @@ class TrinoSettings(_Section):
     user: str = Field(default="lakehouse", pattern=r"^[a-z_][a-z0-9_-]*$")
     start_timeout_seconds: int = Field(default=180, ge=1)
     views_dir: str = "./sql"
+    # False: the server at host:port is run by someone else (docker/compose.yaml's trino service, a cluster);
+    # `lakehouse trino start` then only waits for it to answer and `stop` refuses.
+    managed: bool = True
 
 
 class AirflowSettings(_Section):
@@ -107,6 +110,23 @@ class MaintenanceSettings(_Section):
     vacuum_retention_hours: int = Field(default=168, ge=168)
 
 
+class S3Settings(_Section):
+    # How Spark (S3A), delta-rs and Trino reach a lake on s3a://; unused for a local lake.
+    # Empty: AWS itself; an S3-compatible server: its URL (http:// allows plain HTTP).
+    endpoint: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    region: str = Field(default="us-east-1", min_length=1)
+    path_style_access: bool = False
+    # Empty: each engine's default AWS credential chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, instance profile).
+    access_key: SecretStr = SecretStr("")
+    secret_key: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> S3Settings:
+        if bool(self.access_key.get_secret_value()) != bool(self.secret_key.get_secret_value()):
+            raise ValueError("access_key and secret_key go together")
+        return self
+
+
 class Settings(_Section):
     lake: LakeSettings = LakeSettings()
     spark: SparkSettings = SparkSettings()
@@ -115,6 +135,7 @@ class Settings(_Section):
     trino: TrinoSettings = TrinoSettings()
     airflow: AirflowSettings = AirflowSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    s3: S3Settings = S3Settings()
 
 
 def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:

@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pyspark
 from pyspark.sql import SparkSession
 
+from lakehouse import tables
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 
 # Settings the pipeline's semantics depend on; conf/ cannot change them.
 _FIXED = {
@@ -48,7 +51,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting of a lakehouse job but the master, the Delta jars included: the one source for this
     builder and for spark-submit (dags/), where the JVM starts before any builder runs."""
     spark = settings.spark
-    packages = [delta_package(), *filter(None, [spark.conf.get("spark.jars.packages")])]
+    on_s3 = urlparse(tables.lake_root(settings)).scheme == "s3a"
+    # The S3A jars only for a lake on S3: their AWS SDK bundle is a 640 MB download that a local lake never needs.
+    s3_packages = [hadoop_aws_package()] if on_s3 else []
+    packages = [delta_package(), *s3_packages, *filter(None, [spark.conf.get("spark.jars.packages")])]
     return {
         "spark.app.name": spark.app_name,
         "spark.driver.memory": spark.driver_memory,
@@ -58,6 +64,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Applied as the context starts, so a spark-submit job's log (the Airflow task's) is quiet from there on too.
         "spark.log.level": spark.log_level,
         **_DEFAULTS,
+        **(s3a_conf(settings) if on_s3 else {}),
         **spark.conf,
         **_FIXED,
         "spark.jars.packages": ",".join(packages),
@@ -69,6 +76,33 @@ def delta_package() -> str:
     `delta.configure_spark_with_delta_pip` names it (Spark's major.minor and Scala 2.13 in the artifact)."""
     spark_minor = ".".join(pyspark.__version__.split(".")[:2])
     return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def hadoop_aws_package() -> str:
+    """The Maven coordinate of hadoop-aws (Hadoop's S3A file system) of exactly the Hadoop version pyspark bundles,
+    which S3A requires; its own dependencies bring the AWS SDK it was built against."""
+    jars = Path(pyspark.__file__).parent / "jars"
+    found = sorted(jars.glob("hadoop-client-api-*.jar"))
+    if not found:
+        raise LakehouseError(f"no hadoop-client-api jar in {jars}: cannot tell which hadoop-aws matches this Spark")
+    return f"org.apache.hadoop:hadoop-aws:{found[0].name.removeprefix('hadoop-client-api-').removesuffix('.jar')}"
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """The `s3:` settings as S3A's; without keys, S3A takes its default credential chain (AWS environment variables,
+    instance profile)."""
+    s3 = settings.s3
+    conf = {
+        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
+        "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style_access).lower(),
+    }
+    if s3.endpoint:
+        # A URL with its scheme: S3A then speaks plain HTTP to an http:// endpoint, without fs.s3a.connection.ssl.
+        conf["spark.hadoop.fs.s3a.endpoint"] = s3.endpoint
+    if s3.access_key.get_secret_value():
+        conf["spark.hadoop.fs.s3a.access.key"] = s3.access_key.get_secret_value()
+        conf["spark.hadoop.fs.s3a.secret.key"] = s3.secret_key.get_secret_value()
+    return conf
 
 
 @contextmanager

@@ -79,14 +79,43 @@ def replace_days(frame: DataFrame, settings: Settings, table: str, days: Iterabl
 def peek(settings: Settings, table: str, columns: list[str]) -> list[dict] | None:
     """`columns` of a small table, read through delta-rs rather than Spark: for the checks that must not start a
     JVM (the DAGs' gates). None before the table's first write."""
-    from deltalake import DeltaTable
+    import pyarrow
+    from deltalake import DeltaTable, QueryBuilder
     from deltalake.exceptions import TableNotFoundError
 
+    location = tables.table_path(settings, table)
     try:
-        found = DeltaTable(tables.table_path(settings, table))
+        found = DeltaTable(_rust_location(location), storage_options=_rust_storage(settings, location))
     except TableNotFoundError:
         return None
-    return found.to_pyarrow_table(columns=columns).to_pylist()
+    # Scanned by delta-rs's own engine: the pyarrow dataset of `to_pyarrow_table` leaves threads that, on S3, often
+    # abort the process as it exits ("terminate called without an active exception"), after the answer was printed.
+    listed = ", ".join(f'"{column}"' for column in columns)
+    return pyarrow.table(QueryBuilder().register("t", found).execute(f"SELECT {listed} FROM t").read_all()).to_pylist()
+
+
+def _rust_location(location: str) -> str:
+    """`location` as delta-rs names it: Hadoop's s3a:// is its s3://."""
+    return "s3://" + location.removeprefix("s3a://") if location.startswith("s3a://") else location
+
+
+def _rust_storage(settings: Settings, location: str) -> dict[str, str] | None:
+    """delta-rs's storage options for a table on S3, from the `s3:` settings; without keys, delta-rs takes the AWS
+    environment variables. Reading needs no conditional put or locking (writers do)."""
+    if not location.startswith("s3a://"):
+        return None
+    s3 = settings.s3
+    options = {"AWS_REGION": s3.region}
+    if s3.endpoint:
+        options |= {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ALLOW_HTTP": str(s3.endpoint.startswith("http://")).lower()}
+    elif not s3.path_style_access:
+        # delta-rs asks by path unless told otherwise; with an endpoint of its own it must (a virtual-hosted one would
+        # have to name the bucket).
+        options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "true"
+    if s3.access_key.get_secret_value():
+        options |= {"AWS_ACCESS_KEY_ID": s3.access_key.get_secret_value(),
+                    "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value()}  # fmt: skip
+    return options
 
 
 def utc_from_micros(micros: int) -> datetime:

@@ -76,8 +76,13 @@ class Status:
     lake: str
     logs: Path
     current: bool
+    managed: bool = True
 
     def __str__(self) -> str:
+        if not self.managed:
+            return (
+                f"Trino at {self.url} is run outside lakehouse (trino.managed: false), catalog {CATALOG} on {self.lake}"
+            )
         if self.pid is None:
             return f"Trino is not running (would serve {self.lake} at {self.url})"
         stale = "" if self.current else "; settings changed since it started: stop and start it to apply them"
@@ -141,6 +146,8 @@ def control(settings: Settings, action: str) -> str:
 def status(settings: Settings) -> Status:
     """The server's state, from its launcher and pid file."""
     paths = _paths(settings)
+    if not settings.trino.managed:
+        return Status(None, _url(settings.trino), tables.lake_root(settings), paths.logs, True, managed=False)
     pid = None
     if paths.pid_file.exists() and (paths.server / "bin" / "launcher").is_file():
         done = _launcher(settings, "status")
@@ -152,7 +159,11 @@ def status(settings: Settings) -> Status:
 
 
 def start(settings: Settings) -> Status:
-    """Starts the server (installing it first if needed) and returns once it answers queries; if it runs, nothing."""
+    """Starts the server (installing it first if needed) and returns once it answers queries; if it runs, nothing.
+    A server run outside lakehouse (`trino.managed` false) is only waited for."""
+    if not settings.trino.managed:
+        _wait_until_answering(settings)
+        return status(settings)
     running = status(settings)
     if running.pid is not None:
         return running
@@ -169,6 +180,10 @@ def start(settings: Settings) -> Status:
 def stop(settings: Settings) -> int | None:
     """Stops the server `start` started (the one its pid file names) and waits for it to exit; its pid, or None if
     none ran."""
+    if not settings.trino.managed:
+        raise LakehouseError(
+            f"Trino at {_url(settings.trino)} is run outside lakehouse (trino.managed: false): stop it there"
+        )
     pid = status(settings).pid
     if pid is not None:
         done = _launcher(settings, "stop")
@@ -197,7 +212,27 @@ def _storage(settings: Settings) -> tuple[str, dict[str, str]]:
     if parsed.scheme == "file":
         # Trino's native local file system, confined to the lake root: local:///events is <root>/events.
         return "local://", {"fs.native-local.enabled": "true", "local.location": parsed.path}
-    raise LakehouseError(f"the Trino catalog serves a local lake only so far, not {root}")
+    if parsed.scheme == "s3a":
+        # Trino's native S3 file system, which names Hadoop's s3a:// locations s3://.
+        return f"s3://{parsed.netloc}{parsed.path}", _native_s3(settings)
+    raise LakehouseError(f"the Trino catalog serves a local or s3a:// lake only, not {root}")
+
+
+def _native_s3(settings: Settings) -> dict[str, str]:
+    """The `s3:` settings as the native S3 file system's; without keys, Trino takes the AWS default credential chain
+    of its own process (the environment it was started from, an instance profile)."""
+    s3 = settings.s3
+    properties = {
+        "fs.native-s3.enabled": "true",
+        "s3.region": s3.region,
+        "s3.path-style-access": str(s3.path_style_access).lower(),
+    }
+    if s3.endpoint:
+        properties["s3.endpoint"] = s3.endpoint
+    if s3.access_key.get_secret_value():
+        properties["s3.aws-access-key"] = s3.access_key.get_secret_value()
+        properties["s3.aws-secret-key"] = s3.secret_key.get_secret_value()
+    return properties
 
 
 def _download(config: TrinoSettings) -> Path:
@@ -260,11 +295,14 @@ def _launcher(settings: Settings, command: str) -> subprocess.CompletedProcess[s
 def _write_config(settings: Settings) -> None:
     etc = _paths(settings).etc
     shutil.rmtree(etc, ignore_errors=True)
+    # Only its owner reads it: the catalog holds the S3 keys when the settings give them.
+    etc.mkdir(parents=True, mode=0o700)
     for name, text in _config_files(settings).items():
         (etc / name).parent.mkdir(parents=True, exist_ok=True)
         (etc / name).write_text(text, encoding="utf-8")
     root = urlparse(tables.lake_root(settings))
-    Path(root.path).mkdir(parents=True, exist_ok=True)
+    if root.scheme == "file":
+        Path(root.path).mkdir(parents=True, exist_ok=True)
 
 
 def _config_files(settings: Settings) -> dict[str, str]:
@@ -362,10 +400,11 @@ def _wait_until_answering(settings: Settings) -> None:
                 return
         except LakehouseError:
             pass
-        if status(settings).pid is None:
+        if settings.trino.managed and status(settings).pid is None:
             raise LakehouseError(f"Trino exited while starting: {_last_error(log)} (see {log})")
         if time.monotonic() > deadline:
-            raise LakehouseError(f"Trino did not answer within {settings.trino.start_timeout_seconds} s (see {log})")
+            where = f"see {log}" if settings.trino.managed else f"run outside lakehouse at {_url(settings.trino)}"
+            raise LakehouseError(f"Trino did not answer within {settings.trino.start_timeout_seconds} s ({where})")
         time.sleep(0.5)
 
 

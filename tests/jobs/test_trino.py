@@ -92,6 +92,31 @@ def test_stop_without_a_server_does_nothing(trino_settings: Settings, tmp_path: 
     assert status(trino_settings).pid is not None
 
 
+def outside(settings: Settings, tmp_path: Path, port: int, timeout: int = 180) -> Settings:
+    """`settings` for a server run outside lakehouse (`trino.managed` false) at `port`, with no state of its own."""
+    update = {"managed": False, "start_timeout_seconds": timeout}
+    moved = elsewhere(settings, tmp_path, port)
+    return moved.model_copy(update={"trino": moved.trino.model_copy(update=update)})
+
+
+def test_a_server_run_outside_is_only_waited_for(trino_settings: Settings, tmp_path: Path) -> None:
+    remote = outside(trino_settings, tmp_path, trino_settings.trino.port)
+    running = start(remote)
+    assert (running.pid, running.managed) == (None, False)
+    assert str(running).startswith(f"Trino at http://127.0.0.1:{trino_settings.trino.port} is run outside lakehouse")
+    assert query(remote, "SELECT 1").rows == [(1,)]
+    assert not (tmp_path / "trino").exists()
+    with pytest.raises(LakehouseError, match="is run outside lakehouse .*: stop it there"):
+        stop(remote)
+    assert status(trino_settings).pid is not None
+
+
+def test_a_server_run_outside_that_never_answers_fails_start(trino_settings: Settings, tmp_path: Path) -> None:
+    silent = outside(trino_settings, tmp_path, free_port(), timeout=2)
+    with pytest.raises(LakehouseError, match=r"Trino did not answer within 2 s \(run outside lakehouse at http"):
+        start(silent)
+
+
 def test_install_names_what_maven_could_not_fetch(trino_settings: Settings, tmp_path: Path) -> None:
     trino = trino_settings.trino.model_copy(update={"home": str(tmp_path / "home"), "version": 999})
     with pytest.raises(LakehouseError, match="fetch io.trino:trino-server:999:tar.gz: Unable to find artifact"):

@@ -1,0 +1,199 @@
+"""A lake on S3: ingest, validate, aggregate and publish run unchanged on `s3a://` of a local S3-compatible server
+(moto's, a process of its own), as a user runs them (the `lakehouse` command, whose JVM gets the S3A jars because
+the lake is on s3a://), over landing files uploaded with boto3. The tables equal those the same files make on a
+local lake, delta-rs reads them, and Trino reads them through its native S3 file system."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from pyspark.sql import SparkSession
+
+from lakehouse import tables
+from lakehouse.aggregate import STATS_KEYS, USER_ACTIVITY_KEYS, unaggregated_batches
+from lakehouse.config import Settings, load_settings
+from lakehouse.errors import LakehouseError
+from lakehouse.ingest import EVENT_COLUMNS
+from lakehouse.publish import PUBLISHED
+from lakehouse.storage import peek
+from lakehouse.trino import ANALYST, LAKE, METASTORE, query, start, stop
+from tests.conftest import CONF, free_port
+from tests.conftest import test_environ as environment_for
+from tests.jobs.test_cli import lakehouse
+from tests.lake import aggregated_lake
+
+BUCKET = "lakehouse-test"
+GENERATED = {"events": 1_500, "start": date(2024, 5, 1), "users": 150, "types": 8, "bad_rate": 0.02,
+             "dup_rate": 0.03, "seed": 17}  # fmt: skip
+# What the two runs must agree on: every column but those a run stamps itself (run ids, times).
+COMPARED = {
+    tables.EVENTS: [column for column in EVENT_COLUMNS if column != "ingested_at"],
+    tables.QUARANTINE: ["raw", "reason", "source_file", "line_number"],
+    tables.INGEST_RUNS: ["batch", "files", "bytes", "lines_read", "valid", "quarantined", "duplicates", "reasons",
+                         "event_dates"],
+    tables.DAILY_USER_ACTIVITY: [*USER_ACTIVITY_KEYS, "events", "first_seen", "last_seen"],
+    tables.DAILY_EVENT_STATS: [*STATS_KEYS, "events", "unique_users"],
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class S3Lake:
+    """The lake on S3 after the pipeline ran: its settings, what each command printed, and the batches waiting for
+    the aggregates just before `aggregate` ran."""
+
+    settings: Settings
+    printed: dict[str, dict]
+    waiting_before_aggregate: list[int]
+
+
+def s3_environ(folder: Path, endpoint: str) -> dict[str, str]:
+    """The test environment with the lake on s3a:// of `endpoint`, GX's files and Trino's state under `folder`."""
+    return {
+        **environment_for(folder / "lake"),
+        "LAKEHOUSE__LAKE__ROOT": f"s3a://{BUCKET}/lake",
+        "LAKEHOUSE__S3__ENDPOINT": endpoint,
+        "LAKEHOUSE__S3__PATH_STYLE_ACCESS": "true",
+        # moto takes any keys; given here as a deployment gives them, through the environment.
+        "LAKEHOUSE__S3__ACCESS_KEY": "testing",
+        "LAKEHOUSE__S3__SECRET_KEY": "testing",
+        "LAKEHOUSE__QUALITY__DIR": str(folder / "quality"),
+        "LAKEHOUSE__TRINO__PORT": str(free_port()),
+    }
+
+
+def client(settings: Settings) -> BaseClient:
+    """A boto3 S3 client for the server and keys of `settings`."""
+    s3 = settings.s3
+    return boto3.client("s3", endpoint_url=s3.endpoint, region_name=s3.region,
+                        aws_access_key_id=s3.access_key.get_secret_value(),
+                        aws_secret_access_key=s3.secret_key.get_secret_value())  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server on a free port, in a process of its own (so Spark and Trino reach it as they would reach
+    S3), for this module's tests."""
+    port = free_port()
+    with (tmp_path_factory.mktemp("moto") / "moto.log").open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for(port, server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def local_lake(
+    tmp_path_factory: pytest.TempPathFactory, make_settings: Callable[[Path], Settings], spark: SparkSession
+) -> Settings:
+    """The generated files ingested and aggregated on a local lake: what the lake on S3 must hold too."""
+    return aggregated_lake(tmp_path_factory.mktemp("local") / "lake", make_settings, **GENERATED)
+
+
+@pytest.fixture(scope="module")
+def s3_lake(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, local_lake: Settings) -> Iterator[S3Lake]:
+    """The local lake's landing files uploaded to a bucket, then ingest → validate → aggregate → publish there, each
+    as its own `lakehouse` command; a Trino server for this lake starts meanwhile and stops after the tests."""
+    env = {**os.environ, **s3_environ(tmp_path_factory.mktemp("s3"), s3_endpoint)}
+    settings = load_settings(CONF, env)
+    bucket = client(settings)
+    bucket.create_bucket(Bucket=BUCKET)
+    landing = Path(local_lake.lake.root) / tables.LANDING
+    for path in sorted(p for p in landing.rglob("*") if p.is_file()):
+        bucket.upload_file(str(path), BUCKET, f"lake/{tables.LANDING}/{path.relative_to(landing)}")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = pool.submit(start, settings)
+        try:
+            printed = {"ingest": _run(env, "ingest"), "validate": _run(env, "validate", tables.EVENTS)}
+            waiting = unaggregated_batches(settings)
+            printed["aggregate"] = _run(env, "aggregate")
+            started.result()
+            printed["publish"] = _run(env, "publish")
+            yield S3Lake(settings, printed, waiting)
+        finally:
+            started.exception()
+            stop(settings)
+
+
+@pytest.mark.slow
+def test_every_step_runs_on_s3(s3_lake: S3Lake) -> None:
+    printed = s3_lake.printed
+    assert (printed["ingest"]["batch"], printed["ingest"]["lines_read"]) == (1, GENERATED["events"])
+    assert printed["validate"]["success"] and printed["validate"]["rows"] == printed["ingest"]["valid"]
+    assert printed["aggregate"]["batches"] == [1]
+    assert sorted(printed["publish"]["registered"]) == sorted(PUBLISHED)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table", list(COMPARED))
+def test_tables_on_s3_equal_those_of_a_local_lake(s3_lake: S3Lake, local_lake: Settings, table: str) -> None:
+    on_s3, local = (sorted(peek(s, table, COMPARED[table]), key=repr) for s in (s3_lake.settings, local_lake))
+    assert on_s3 == local
+    assert local
+
+
+@pytest.mark.slow
+def test_waiting_batches_are_read_from_s3_without_spark(s3_lake: S3Lake) -> None:
+    assert s3_lake.waiting_before_aggregate == [1]
+    assert unaggregated_batches(s3_lake.settings) == []
+    assert peek(s3_lake.settings, "no_such_table", ["x"]) is None
+
+
+@pytest.mark.slow
+def test_trino_reads_the_s3_tables_as_spark_wrote_them(s3_lake: S3Lake, local_lake: Settings) -> None:
+    settings = s3_lake.settings
+    for table in PUBLISHED:
+        [(count,)] = query(settings, f"SELECT count(*) FROM lake.{table}").rows
+        assert count == len(peek(local_lake, table, COMPARED[table][:1])), table
+    [(events, users)] = query(settings, "SELECT sum(events), count(DISTINCT user_id) FROM bi.event_usage", ANALYST).rows
+    activity = peek(local_lake, tables.DAILY_USER_ACTIVITY, ["user_id"])
+    assert (events, users) == (s3_lake.printed["ingest"]["valid"], len({row["user_id"] for row in activity}))
+    # The registrations live in the bucket, next to the tables, as they live in a local lake.
+    listed = client(settings).list_objects_v2(Bucket=BUCKET, Prefix=f"lake/{METASTORE}/{LAKE}/{tables.EVENTS}/")
+    assert listed["KeyCount"] > 0
+
+
+@pytest.mark.slow
+def test_validation_results_go_to_the_lake_and_reports_to_the_local_quality_dir(s3_lake: S3Lake) -> None:
+    [recorded] = peek(s3_lake.settings, tables.VALIDATIONS, ["table_name", "success", "docs"])
+    assert recorded == {"table_name": tables.EVENTS, "success": True, "docs": s3_lake.printed["validate"]["docs"]}
+    assert Path(s3_lake.settings.quality.dir, "docs", "index.html").is_file()
+
+
+def test_s3_keys_go_in_pairs() -> None:
+    with pytest.raises(LakehouseError, match="s3: Value error, access_key and secret_key go together"):
+        load_settings(CONF, {"LAKEHOUSE__S3__ACCESS_KEY": "key-only"})
+
+
+def _run(env: dict[str, str], *args: str) -> dict:
+    """What `lakehouse ARGS` printed (one JSON line), after checking it succeeded."""
+    done = lakehouse(*args, env=env)
+    assert done.returncode == 0, f"lakehouse {' '.join(args)}: {done.stderr[-2000:]}"
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert server.poll() is None, "moto's server exited while starting"
+        assert time.monotonic() < deadline, f"moto's server did not listen on port {port} within {timeout} s"
+        time.sleep(0.2)
