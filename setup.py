@@ -27,6 +27,9 @@ DEV = [
     "ruff",
 ]
 
+# What the images of docker/ add: Airflow's PostgreSQL driver.
+DOCKER = ["psycopg2-binary"]
+
 setup(
     name="lakehouse",
     version="0.1.0",
@@ -35,6 +38,6 @@ setup(
     packages=["lakehouse"],
     package_dir={"lakehouse": "jobs"},
     install_requires=RUNTIME,
-    extras_require={"dev": DEV},
+    extras_require={"dev": DEV, "docker": DOCKER},
     entry_points={"console_scripts": ["lakehouse=lakehouse.cli:main"]},
 )
