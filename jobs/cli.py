@@ -73,7 +73,9 @@ def _parser() -> _Parser:
     validate.add_argument("table", help="events, quarantine, daily_user_activity or daily_event_stats")
     validate.add_argument("--date", type=_day, help="validate this day's rows (default: the rows last written)")
 
-    commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")
+    run = commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")
+    run.add_argument("--sample-events", type=_positive, help="lines of sample data when landing is empty (default "
+                     "200000)")  # fmt: skip
     trino = commands.add_parser("trino", parents=[common], help="manage the local Trino server")
     trino.add_argument("action", choices=("start", "stop", "status"))
     commands.add_parser("publish", parents=[common], help="register the lake's tables and the sql/ views in Trino")
@@ -142,10 +144,10 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
     print(json.dumps(validate(settings, args.table, args.date), default=str))
 
 
-def _run(_args: argparse.Namespace, settings: Settings) -> None:
+def _run(args: argparse.Namespace, settings: Settings) -> None:
     from lakehouse.pipeline import run
 
-    run(settings, say=lambda line: print(line, flush=True))
+    run(settings, say=lambda line: print(line, flush=True), sample_events=args.sample_events)
 
 
 def _trino(args: argparse.Namespace, settings: Settings) -> None:

@@ -14,7 +14,7 @@ from tests.conftest import REPO
 
 def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)  # fmt: skip
+                          cwd=cwd, timeout=600)  # fmt: skip
 
 
 @pytest.mark.parametrize(
