@@ -120,6 +120,18 @@ class S3Settings(_Section):
     access_key: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
 
+    def as_properties(self, region: str, endpoint: str, keys: tuple[str, str], path_style: str = "") -> dict[str, str]:
+        """These settings under one engine's property names (`path_style` left out when empty); the keys only when
+        given, so that without them each engine takes its default AWS credential chain."""
+        properties = {region: self.region}
+        if path_style:
+            properties[path_style] = str(self.path_style_access).lower()
+        if self.endpoint:
+            properties[endpoint] = self.endpoint
+        if self.access_key.get_secret_value():
+            properties |= {keys[0]: self.access_key.get_secret_value(), keys[1]: self.secret_key.get_secret_value()}
+        return properties
+
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> S3Settings:
         if bool(self.access_key.get_secret_value()) != bool(self.secret_key.get_secret_value()):

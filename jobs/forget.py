@@ -22,6 +22,7 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
@@ -101,17 +102,16 @@ def blank_lines(data: bytes, digests: dict[int, str]) -> bytes:
 def forget(settings: Settings, user_id: str, requested_by: str | None = None) -> dict:
     """Forgets `user_id` everywhere in the lake; a summary of what it removed (counts only)."""
     user_id = checked_user_id(user_id)
-    landing = tables.local_path(settings, tables.LANDING, "forget-user rewrites landing files in place")
     spark = spark_session(settings)
     started, requested_at, request_id = time.monotonic(), datetime.now(UTC), str(uuid.uuid4())
     _refuse_while_ingesting(spark, settings)
-    lines = _landing_lines(spark, settings, landing, user_id)
+    lines = _landing_lines(spark, settings, user_id)
     rows = _user_rows(spark, settings, user_id)
     found = {name: frame.count() for name, frame in rows.items()}
     if not lines and not any(found.values()) and not _unpurged(spark, settings):
         return {**_summary(None, {}, [], {}, {}), "message": NOTHING, "seconds": round(time.monotonic() - started, 3)}
     for landed, digests in lines.items():
-        _rewrite(landed, digests, request_id)
+        _rewrite(spark, landed, digests, request_id)
     _refuse_while_ingesting(spark, settings)
     with session_conf(spark, {USER_METADATA: TAG + request_id}):
         days = _remove(spark, settings, user_id, rows, found)
@@ -136,13 +136,12 @@ def _refuse_while_ingesting(spark: SparkSession, settings: Settings) -> None:
         )
 
 
-def _landing_lines(
-    spark: SparkSession, settings: Settings, landing: Path, user_id: str
-) -> dict[LandingFile, dict[int, str]]:
+def _landing_lines(spark: SparkSession, settings: Settings, user_id: str) -> dict[LandingFile, dict[int, str]]:
     """The user's lines in every landing file, taken or not: line numbers and the SHA-256 of each line, per file."""
-    if not landing.is_dir():
+    landing = tables.table_path(settings, tables.LANDING)
+    if not _file_system(spark, landing).exists(_hadoop_path(spark, landing)):
         return {}
-    files = list_landing(spark, tables.table_path(settings, tables.LANDING), settings.ingest.extensions)
+    files = list_landing(spark, landing, settings.ingest.extensions)
     if not files:
         return {}
     line = F.col("value").cast("binary")
@@ -157,12 +156,31 @@ def _landing_lines(
     return dict(found)
 
 
-def _rewrite(landed: LandingFile, digests: dict[int, str], request_id: str) -> None:
-    """Replaces the landing file with its user lines blanked, compressed as before. The new content goes to a hidden
-    file first (ingest never lists those) and replaces the old in one rename, so no reader ever sees half a file; its
-    path, which is what ingest knows a file by, stays the same, so no later ingest takes it again."""
-    path = Path(urlparse(landed.location).path)
-    compressed = path.name.endswith(".gz")
+def _rewrite(spark: SparkSession, landed: LandingFile, digests: dict[int, str], request_id: str) -> None:
+    """Replaces the landing file with its user lines blanked, compressed as before, so that no reader ever sees half
+    a file; its path, which is what ingest knows a file by, stays the same, so no later ingest takes it again."""
+    compressed = landed.path.endswith(".gz")
+    if urlparse(landed.location).scheme in ("", "file"):
+        _rewrite_local(Path(urlparse(landed.location).path), digests, compressed, request_id)
+        return
+    # An object store (s3a://): the object is replaced as a whole when the new one is complete (S3 PUT semantics).
+    path = _hadoop_path(spark, landed.location)
+    file_system = _file_system(spark, landed.location)
+    stream = file_system.open(path)
+    try:
+        data = bytes(spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+    blanked = blank_lines(gzip.decompress(data) if compressed else data, digests)
+    out = file_system.create(path, True)
+    try:
+        out.write(bytearray(gzip.compress(blanked) if compressed else blanked))
+    finally:
+        out.close()
+
+
+def _rewrite_local(path: Path, digests: dict[int, str], compressed: bool, request_id: str) -> None:
+    """The new content goes to a hidden file first (ingest never lists those) and replaces the old in one rename."""
     data = path.read_bytes()
     blanked = blank_lines(gzip.decompress(data) if compressed else data, digests)
     temporary = path.with_name(f".{path.name}.{request_id}.tmp")
@@ -174,6 +192,14 @@ def _rewrite(landed: LandingFile, digests: dict[int, str], request_id: str) -> N
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _hadoop_path(spark: SparkSession, location: str) -> Any:
+    return spark._jvm.org.apache.hadoop.fs.Path(location)
+
+
+def _file_system(spark: SparkSession, location: str) -> Any:
+    return _hadoop_path(spark, location).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
 
 
 def _user_rows(spark: SparkSession, settings: Settings, user_id: str) -> dict[str, DataFrame]:

@@ -91,18 +91,11 @@ def hadoop_aws_package() -> str:
 def s3a_conf(settings: Settings) -> dict[str, str]:
     """The `s3:` settings as S3A's; without keys, S3A takes its default credential chain (AWS environment variables,
     instance profile)."""
-    s3 = settings.s3
-    conf = {
-        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
-        "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style_access).lower(),
-    }
-    if s3.endpoint:
-        # A URL with its scheme: S3A then speaks plain HTTP to an http:// endpoint, without fs.s3a.connection.ssl.
-        conf["spark.hadoop.fs.s3a.endpoint"] = s3.endpoint
-    if s3.access_key.get_secret_value():
-        conf["spark.hadoop.fs.s3a.access.key"] = s3.access_key.get_secret_value()
-        conf["spark.hadoop.fs.s3a.secret.key"] = s3.secret_key.get_secret_value()
-    return conf
+    # An endpoint is a URL with its scheme: S3A then speaks plain HTTP to an http:// one, without fs.s3a.connection.ssl.
+    s3a = "spark.hadoop.fs.s3a."
+    return settings.s3.as_properties(
+        f"{s3a}endpoint.region", f"{s3a}endpoint", (f"{s3a}access.key", f"{s3a}secret.key"), f"{s3a}path.style.access"
+    )
 
 
 @contextmanager

@@ -105,16 +105,13 @@ def _rust_storage(settings: Settings, location: str) -> dict[str, str] | None:
     if not location.startswith("s3a://"):
         return None
     s3 = settings.s3
-    options = {"AWS_REGION": s3.region}
+    options = s3.as_properties("AWS_REGION", "AWS_ENDPOINT_URL", ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
     if s3.endpoint:
-        options |= {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_ALLOW_HTTP": str(s3.endpoint.startswith("http://")).lower()}
+        options["AWS_ALLOW_HTTP"] = str(s3.endpoint.startswith("http://")).lower()
     elif not s3.path_style_access:
         # delta-rs asks by path unless told otherwise; with an endpoint of its own it must (a virtual-hosted one would
         # have to name the bucket).
         options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "true"
-    if s3.access_key.get_secret_value():
-        options |= {"AWS_ACCESS_KEY_ID": s3.access_key.get_secret_value(),
-                    "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value()}  # fmt: skip
     return options
 
 

@@ -221,18 +221,9 @@ def _storage(settings: Settings) -> tuple[str, dict[str, str]]:
 def _native_s3(settings: Settings) -> dict[str, str]:
     """The `s3:` settings as the native S3 file system's; without keys, Trino takes the AWS default credential chain
     of its own process (the environment it was started from, an instance profile)."""
-    s3 = settings.s3
-    properties = {
-        "fs.native-s3.enabled": "true",
-        "s3.region": s3.region,
-        "s3.path-style-access": str(s3.path_style_access).lower(),
-    }
-    if s3.endpoint:
-        properties["s3.endpoint"] = s3.endpoint
-    if s3.access_key.get_secret_value():
-        properties["s3.aws-access-key"] = s3.access_key.get_secret_value()
-        properties["s3.aws-secret-key"] = s3.secret_key.get_secret_value()
-    return properties
+    keys = ("s3.aws-access-key", "s3.aws-secret-key")
+    s3 = settings.s3.as_properties("s3.region", "s3.endpoint", keys, "s3.path-style-access")
+    return {"fs.native-s3.enabled": "true", **s3}
 
 
 def _download(config: TrinoSettings) -> Path:

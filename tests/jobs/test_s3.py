@@ -5,12 +5,14 @@ local lake, delta-rs reads them, and Trino reads them through its native S3 file
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,10 +53,11 @@ COMPARED = {
 
 @dataclass(frozen=True)
 class S3Lake:
-    """The lake on S3 after the pipeline ran: its settings, what each command printed, and the batches waiting for
-    the aggregates just before `aggregate` ran."""
+    """The lake on S3 after the pipeline ran: its settings and environment, what each command printed, and the
+    batches waiting for the aggregates just before `aggregate` ran."""
 
     settings: Settings
+    environ: dict[str, str]
     printed: dict[str, dict]
     waiting_before_aggregate: list[int]
 
@@ -125,7 +128,7 @@ def s3_lake(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, local_la
             printed["aggregate"] = _run(env, "aggregate")
             started.result()
             printed["publish"] = _run(env, "publish")
-            yield S3Lake(settings, printed, waiting)
+            yield S3Lake(settings, env, printed, waiting)
         finally:
             started.exception()
             stop(settings)
@@ -176,6 +179,35 @@ def test_validation_results_go_to_the_lake_and_reports_to_the_local_quality_dir(
     assert Path(s3_lake.settings.quality.dir, "docs", "index.html").is_file()
 
 
+@pytest.mark.slow
+def test_forget_user_rewrites_landing_objects_and_tables_on_s3(s3_lake: S3Lake) -> None:
+    """On a copy of the lake in the same bucket (the other tests keep theirs): the most active user is forgotten."""
+    bucket = client(s3_lake.settings)
+    for page in bucket.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="lake/"):
+        for listed in page["Contents"]:
+            copy = "forget/" + listed["Key"].removeprefix("lake/")
+            bucket.copy_object(Bucket=BUCKET, Key=copy, CopySource={"Bucket": BUCKET, "Key": listed["Key"]})
+    env = {**s3_lake.environ, "LAKEHOUSE__LAKE__ROOT": f"s3a://{BUCKET}/forget"}
+    settings = load_settings(CONF, env)
+    events = peek(settings, tables.EVENTS, ["user_id"])
+    users = Counter(row["user_id"] for row in events if row["user_id"])
+    user, held = users.most_common(1)[0]
+    printed = _run(env, "forget-user", user)
+    assert printed["rows_removed"][tables.EVENTS] == held and printed["landing_files_rewritten"] > 0
+    assert len(peek(settings, tables.EVENTS, ["user_id"])) == len(events) - held
+    for table in (tables.EVENTS, tables.DAILY_USER_ACTIVITY):
+        assert user not in {row["user_id"] for row in peek(settings, table, ["user_id"])}
+    landed = [listed["Key"] for listed in bucket.list_objects_v2(Bucket=BUCKET, Prefix="forget/landing/")["Contents"]]
+    texts = [bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in landed]
+    left = [line for key, text in zip(landed, texts, strict=True) for line in _plain(key, text).splitlines()
+            if _is_of(line, user, settings)]  # fmt: skip
+    assert not left
+    [request] = peek(settings, tables.FORGET_REQUESTS, ["landing_lines_removed"])
+    assert request["landing_lines_removed"] == printed["landing_lines_removed"] >= held
+    # The original lake is untouched.
+    assert len(peek(s3_lake.settings, tables.EVENTS, ["user_id"])) == len(events)
+
+
 def test_s3_keys_go_in_pairs() -> None:
     with pytest.raises(LakehouseError, match="s3: Value error, access_key and secret_key go together"):
         load_settings(CONF, {"LAKEHOUSE__S3__ACCESS_KEY": "key-only"})
@@ -186,6 +218,26 @@ def _run(env: dict[str, str], *args: str) -> dict:
     done = lakehouse(*args, env=env)
     assert done.returncode == 0, f"lakehouse {' '.join(args)}: {done.stderr[-2000:]}"
     return json.loads(done.stdout.splitlines()[-1])
+
+
+def _plain(key: str, data: bytes) -> bytes:
+    return gzip.decompress(data) if key.endswith(".gz") else data
+
+
+def _is_of(line: bytes, user: str, settings: Settings) -> bool:
+    """Whether a landed line is the user's: its user id, derived as ingest derives it, or for a line that is not
+    JSON, the id as a JSON string anywhere in it (another user's event naming this one is not this one's)."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return json.dumps(user).encode() in line
+    for path in settings.ingest.user_id_paths:
+        found = event
+        for key in path.split("."):
+            found = found.get(key) if isinstance(found, dict) else None
+        if found is not None:
+            return found == user
+    return False
 
 
 def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
