@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py constraints.txt | sha1sum | cut -c1-12)
 
-.PHONY: setup run test lint trino airflow clean
+.PHONY: setup run test lint bench trino airflow clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Every benchmark of benchmarks/ on generated data (~50 min on 2 cores with today's ingest): benchmarks/RESULTS.md.
+# Sizes: make bench BENCH_ARGS="--question-events 100000000" (all options: .venv/bin/python benchmarks/suite.py -h).
+bench: setup
+	$(BIN)/python benchmarks/suite.py $(BENCH_ARGS)
 
 clean:
 	[ ! -x $(BIN)/lakehouse ] || $(BIN)/lakehouse trino stop

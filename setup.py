@@ -22,6 +22,7 @@ DEV = [
     "chispa",
     "duckdb",
     "moto[server]",
+    "psutil",
     "pytest",
     "pytest-timeout",
     "ruff",

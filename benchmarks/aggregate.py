@@ -2,7 +2,7 @@
 on the same day of a large lake that holds the same days plus 90 days of older history, to show that a day costs
 the same however much history the lake holds. Usage: .venv/bin/python benchmarks/aggregate.py [--events-per-day N]
 [--other-events-per-day N] [--days-small D] [--days-large D] [--types T] [--repeat R] [--repeat-all R] [--out DIR]
-[--keep]; prints a table, then all figures as one JSON line.
+[--keep] [--json PATH]; prints a table, then all figures as one JSON line.
 
 Both lakes are written straight into Delta by benchmarks/history.py. The large lake's events table is the small
 one's (hard links: the measured day holds the very same rows and files) plus the older days; those may hold fewer
@@ -23,7 +23,19 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-from common import link_or_copy, machine, memory_gib, spread
+from common import (
+    OUT,
+    REPO,
+    BenchmarkError,
+    add_output_arguments,
+    figure,
+    lake_env,
+    link_or_copy,
+    machine,
+    memory_gib,
+    spread,
+    write_result,
+)
 from delta.tables import DeltaTable
 from history import History, write_history
 from pyspark.sql import SparkSession
@@ -35,16 +47,11 @@ from lakehouse.config import Settings, load_settings
 from lakehouse.session import spark_session
 from lakehouse.storage import read, version
 
-REPO = Path(__file__).resolve().parent.parent
 START = date(2024, 3, 1)  # the small lake's first day; the large lake's older history ends the day before
 MASTER = "local[2]"
 FLAT = 0.20  # a day may cost at most 20% more (or less) in the large lake
 PLANNING = ", planning only"
 BUILD_FORMAT = 1  # bump when history.py changes what it writes, so --keep rebuilds
-
-
-class BenchmarkError(Exception):
-    """A run that failed or did not reconcile: the benchmark's figures would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,8 @@ def parsed_args() -> argparse.Namespace:
     add("--types", type=int, default=20, help="event types: each day has types x 24 files (default 20)")
     add("--repeat", type=int, default=3, help="timed one-day runs per lake (default 3)")
     add("--repeat-all", type=int, default=1, help="timed all-days runs of the small lake (default 1)")
-    add("--out", type=Path, default=REPO / "benchmarks" / "out" / "aggregate", help="lakes and Spark log go here")
-    add("--keep", action="store_true", help="keep the lakes, and reuse them if already built with the same sizes")
+    add("--out", type=Path, default=OUT / "aggregate", help="lakes and Spark log go here")
+    add_output_arguments(parser, "keep the lakes, and reuse them if already built with the same sizes")
     return parser.parse_args()
 
 
@@ -89,15 +96,9 @@ def argument_errors(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def lake_settings(root: Path, log_file: Path) -> Settings:
-    """conf/local.yaml with the lake at `root`, Spark on two cores and its log in `log_file`."""
-    env = {
-        **os.environ,
-        "LAKEHOUSE__LAKE__ROOT": str(root),
-        "LAKEHOUSE__SPARK__MASTER": MASTER,
-        "LAKEHOUSE__SPARK__LOG_FILE": str(log_file),
-        "LAKEHOUSE__SPARK__IVY_CACHE": str(REPO / ".cache" / "ivy"),
-    }
+def lake_settings(root: Path, out: Path) -> Settings:
+    """conf/local.yaml with the lake at `root`, Spark on two cores and its log in `out`."""
+    env = {**os.environ, **lake_env(out, MASTER), "LAKEHOUSE__LAKE__ROOT": str(root)}
     return load_settings(REPO / "conf" / "local.yaml", env)
 
 
@@ -106,10 +107,9 @@ def lakes(args: argparse.Namespace, out: Path) -> tuple[Lake, Lake]:
     older = args.days_large - args.days_small
     small_days = [START + timedelta(days=n) for n in range(args.days_small)]
     large_days = [START - timedelta(days=n) for n in range(older, 0, -1)] + small_days
-    log_file = out / "spark.log"
     return (
-        Lake(f"{args.days_small}-day lake", lake_settings(out / f"lake-{args.days_small}d", log_file), small_days),
-        Lake(f"{args.days_large}-day lake", lake_settings(out / f"lake-{args.days_large}d", log_file), large_days),
+        Lake(f"{args.days_small}-day lake", lake_settings(out / f"lake-{args.days_small}d", out), small_days),
+        Lake(f"{args.days_large}-day lake", lake_settings(out / f"lake-{args.days_large}d", out), large_days),
     )
 
 
@@ -277,15 +277,23 @@ def benchmark(args: argparse.Namespace, out: Path) -> dict:
     day_events[f"{small.name}: {len(small.days)} days"] = args.events_per_day * len(small.days)
     results = figures(timings, day_events)
     ratio, flat, sentence = verdict(results, small, large)
-    print(table(results))
-    print("(median, min–max over runs, each from a cold Delta log cache; planning only = finding the")
-    print(" day's events files: the Delta log replay and partition pruning each run starts with)")
-    print(sentence)
-    print(growth(results, facts, small, large))
+    notes = [
+        *lake_lines(facts),
+        table(results),
+        "(median, min–max over runs, each from a cold Delta log cache; planning only = finding the day's events "
+        "files: the Delta log replay and partition pruning each run starts with)",
+        sentence,
+        growth(results, facts, small, large),
+    ]
+    print("\n".join(notes[len(facts) :]))
+    one_day = f"{args.events_per_day:,} events"
+    row = figure(f"aggregate one day ({one_day}), {large.name}", "s", timings[f"{large.name}: 1 day"],
+                 f"the same day in the {small.name}", timings[f"{small.name}: 1 day"],
+                 f"{1 - FLAT:.2f}–{1 + FLAT:.2f}× reference", flat, ratio)  # fmt: skip
     return {"benchmark": "aggregate", "cores": os.cpu_count(), "memory_gib": round(memory_gib(), 1),
             "master": MASTER, **build_key(args), "repeat": args.repeat, "repeat_all": args.repeat_all,
             "build_seconds": build, "lakes": facts, "results": results, "one_day_ratio": round(ratio, 3),
-            "flat": flat}  # fmt: skip
+            "flat": flat, "figures": [row], "notes": notes}  # fmt: skip
 
 
 def main() -> int:
@@ -302,7 +310,7 @@ def main() -> int:
         print(f"aggregate benchmark failed: {exc}\n(lakes kept in {out})", file=sys.stderr)
         return 1
     print(f"wall time: {time.perf_counter() - started:.0f} s")
-    print(json.dumps(result))
+    write_result(result, args.json)
     if not args.keep:
         for lake in lakes(args, out):
             shutil.rmtree(lake.root, ignore_errors=True)

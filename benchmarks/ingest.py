@@ -1,33 +1,46 @@
-"""Ingest throughput: the real `lakehouse ingest` CLI (JVM start included) against DuckDB turning the same JSON-lines
-files into Parquet, on one generated input. Usage: .venv/bin/python benchmarks/ingest.py [--events N] [--days D]
-[--repeat R] [--work DIR] [--keep]; prints a table, then all figures as one JSON line."""
+"""Ingest: the real `lakehouse ingest` (JVM start, validation, dedup and Delta commits included) against DuckDB
+turning the same JSON-lines files into Parquet; the GX validation of the same batch (`lakehouse validate events`) as a
+share of the ingest; the peak memory of the ingest's process tree (PSS of driver and JVM) at two batch sizes.
+Usage: .venv/bin/python benchmarks/ingest.py [--events N] [--memory-events M] [--days D] [--repeat R] [--work DIR]
+[--keep] [--json PATH]; prints a table, then all figures as one JSON line."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import duckdb
-from common import link_or_copy, memory_gib, spread
+from common import (
+    BenchmarkError,
+    add_output_arguments,
+    figure,
+    lake_env,
+    lakehouse,
+    link_or_copy,
+    machine,
+    median,
+    memory_gib,
+    reconciliation_errors,
+    run_in_work_folder,
+    spread,
+)
 
 from lakehouse.generate import GenerateSummary, generate
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 START = date(2024, 3, 1)
 MB = 1_000_000
-REFERENCE = "DuckDB -> 1 Parquet file"
-SUMMARY_FIELDS = ("lines_read", "valid", "quarantined", "duplicates")
+MIB = 1024**2
+MIN_SHARE_OF_DUCKDB = 0.5  # ingest must reach half of DuckDB's throughput
+MAX_VALIDATION_SHARE = 0.25  # GX validation of a batch may take a quarter of its ingest time
+MAX_MEMORY_GROWTH = 1.25  # peak memory at the larger batch: at most 25% above the smaller one
+INGEST, BATCH, VALIDATE = "lakehouse ingest (wall)", "lakehouse ingest (batch seconds)", "validate events"
+MEMORY = "memory"
+REFERENCE, PARTITIONED = "DuckDB -> 1 Parquet file", "DuckDB -> Parquet, partitioned"
 # The `events` columns DuckDB can derive without the contract's checks, so that both write comparable rows.
 EVENT_COLUMNS_SQL = """
     data->>'$.id' AS event_id,
@@ -44,18 +57,19 @@ EVENT_COLUMNS_SQL = """
 """
 
 
-class BenchmarkError(Exception):
-    """A run that failed or did not reconcile: the benchmark's figures would mean nothing."""
-
-
 def parsed_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=2_000_000, help="lines to generate (default 2000000)")
-    parser.add_argument("--days", type=int, default=1, help="days of events (default 1)")
-    parser.add_argument("--repeat", type=int, default=1, help="ingest runs, each on a fresh lake (default 1)")
-    parser.add_argument("--work", type=Path, help="work folder, kept (default: a temp folder under benchmarks/out/)")
-    parser.add_argument("--keep", action="store_true", help="keep the default temp work folder")
-    return parser.parse_args()
+    add = parser.add_argument
+    add("--events", type=int, default=2_000_000, help="lines to generate (default 2000000)")
+    add("--memory-events", type=int, default=0, help="a second, larger batch for the memory figure (0: none)")
+    add("--days", type=int, default=1, help="days of events (default 1)")
+    add("--repeat", type=int, default=3, help="runs per batch size, each on a fresh lake (default 3)")
+    add("--work", type=Path, help="work folder, kept (default: a temp folder under benchmarks/out/)")
+    add_output_arguments(parser, "keep the default temp work folder")
+    args = parser.parse_args()
+    if min(args.events, args.days, args.repeat) < 1 or 0 < args.memory_events <= args.events:
+        parser.error("--events, --days and --repeat must be at least 1; --memory-events 0 or above --events")
+    return args
 
 
 def generated(input_dir: Path, events: int, days: int) -> tuple[GenerateSummary, float]:
@@ -72,62 +86,13 @@ def input_bytes(files: list[str]) -> int:
     return sum(Path(f).stat().st_size for f in files)
 
 
-def landed_lake(input_dir: Path, lake: Path) -> Path:
-    """A fresh lake whose landing folder holds hard links to (or copies of) the input files."""
+def land(input_dir: Path, lake: Path) -> None:
+    """Hard links to (or copies of) the input files in the landing folder of `lake`."""
     for source in sorted(input_dir.rglob("*")):
         if source.is_file():
             target = lake / "landing" / source.relative_to(input_dir)
             target.parent.mkdir(parents=True, exist_ok=True)
             link_or_copy(source, target)
-    return lake
-
-
-def ingest_summaries(lake: Path, log_file: Path) -> tuple[list[dict], float]:
-    """The JSON summaries `lakehouse ingest` printed for `lake`, and the command's wall-clock seconds."""
-    env = {
-        **os.environ,
-        "LAKEHOUSE__LAKE__ROOT": str(lake),
-        "LAKEHOUSE__SPARK__IVY_CACHE": str(REPO / ".cache" / "ivy"),
-        # One Spark log per run, next to its lake, rather than appended to the repository's state/logs/.
-        "LAKEHOUSE__SPARK__LOG_FILE": str(log_file),
-    }
-    command = [str(VENV_BIN / "lakehouse"), "ingest", "--conf", "conf/local.yaml"]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise BenchmarkError(
-            f"`{' '.join(command)}` exited {done.returncode}:\n{done.stderr.strip()}\n(Spark log: {log_file})"
-        )
-    summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    if not summaries:
-        raise BenchmarkError(f"`lakehouse ingest` printed no JSON summary; stdout was:\n{done.stdout}")
-    return summaries, seconds
-
-
-def reconciliation_errors(summaries: list[dict], expected: GenerateSummary) -> list[str]:
-    """Every way the ingest summaries disagree with themselves or with what the generator wrote."""
-    errors = [
-        f"batch {s['batch']}: lines_read {s['lines_read']} != valid + quarantined + duplicates "
-        f"({s['valid']} + {s['quarantined']} + {s['duplicates']})"
-        for s in summaries
-        if s["lines_read"] != s["valid"] + s["quarantined"] + s["duplicates"]
-    ]
-    totals = {name: sum(s[name] for s in summaries) for name in SUMMARY_FIELDS}
-    reasons = sum((Counter(s["reasons"]) for s in summaries), Counter())
-    wanted = {
-        "lines_read": expected.lines,
-        "valid": expected.valid,
-        "quarantined": sum(expected.bad.values()),
-        "duplicates": expected.duplicates,
-    }
-    errors += [
-        f"{name}: ingest says {totals[name]}, generator wrote {n}" for name, n in wanted.items() if totals[name] != n
-    ]
-    if dict(reasons) != expected.bad:
-        wrong = sorted(r for r in reasons.keys() | expected.bad.keys() if reasons[r] != expected.bad.get(r, 0))
-        errors += [f"reason {r}: ingest says {reasons[r]}, generator wrote {expected.bad.get(r, 0)}" for r in wrong]
-    return errors
 
 
 def duckdb_run(input_dir: Path, target: Path, cores: int, partitioned: bool) -> tuple[float, int]:
@@ -150,102 +115,142 @@ def duckdb_run(input_dir: Path, target: Path, cores: int, partitioned: bool) -> 
     return seconds, rows
 
 
-def rates(timings: dict[str, list[float]], events: int, mb: float, cores: int, reference: str) -> dict[str, dict]:
-    """Per measurement: its seconds, their median and the throughput and ratio to `reference` at the median."""
-    baseline = statistics.median(timings[reference])
-    result = {}
-    for name, seconds in timings.items():
-        median = statistics.median(seconds)
-        result[name] = {
-            "seconds": [round(s, 3) for s in seconds],
-            "median_seconds": round(median, 3),
-            "events_per_s": round(events / median),
-            "events_per_s_per_core": round(events / median / cores),
-            "mb_per_s_per_core": round(mb / median / cores, 3),
-            "x_duckdb": round(median / baseline, 2),
-        }
-    return result
+def ingest_run(work: Path, input_dir: Path, expected: GenerateSummary, validate: bool) -> dict[str, float]:
+    """One run on a fresh lake: `lakehouse ingest` (its process tree's memory sampled), reconciled with the
+    generator, then `lakehouse validate events` over the same batch, reconciled with the ingest."""
+    shutil.rmtree(work / "lake", ignore_errors=True)
+    land(input_dir, work / "lake")
+    env = lake_env(work)
+    ran = lakehouse(env, "ingest", sample_memory=True)
+    summaries = ran.json_lines()
+    if errors := reconciliation_errors(summaries, expected):
+        raise BenchmarkError("ingest summary does not reconcile:\n  " + "\n  ".join(errors))
+    seconds = {INGEST: ran.seconds, BATCH: sum(s["seconds"] for s in summaries), MEMORY: ran.peak_memory_mib}
+    if validate:
+        checked = lakehouse(env, "validate", "events")
+        [result] = checked.json_lines()
+        if result["rows"] != expected.valid:
+            raise BenchmarkError(f"validate events checked {result['rows']} rows, the batch holds {expected.valid}")
+        seconds[VALIDATE] = checked.seconds
+    return seconds
 
 
-def table(figures: dict[str, dict]) -> str:
-    header = f"{'':32} {'seconds':>20} {'events/s':>10} {'ev/s/core':>10} {'MB/s/core':>10} {'x DuckDB':>9}"
-    rows = [header]
-    for name, f in figures.items():
-        rows.append(
-            f"{name:32} {spread(f['seconds']):>20} {f['events_per_s']:>10,} {f['events_per_s_per_core']:>10,} "
-            f"{f['mb_per_s_per_core']:>10.2f} {f['x_duckdb']:>9.2f}"
-        )
-    return "\n".join(rows)
+def size_runs(work: Path, events: int, args: argparse.Namespace, validate: bool) -> dict:
+    """Generates `events` lines once, then per repeat ingests (and validates) a fresh lake and runs DuckDB on the
+    same files; the runs of every measurement, with the input's size."""
+    cores, input_dir = os.cpu_count() or 1, work / f"input-{events}"
+    expected, generate_seconds = generated(input_dir, events, args.days)
+    mb = input_bytes(expected.files) / MB
+    print(f"{machine()} | events {events:,}, {len(expected.files)} files, {mb:.1f} MB | generate: "
+          f"{generate_seconds:.1f} s, {events / generate_seconds:,.0f} events/s (1 thread)", flush=True)  # fmt: skip
+    runs: dict[str, list[float]] = {INGEST: [], BATCH: [], MEMORY: [], REFERENCE: [], PARTITIONED: []}
+    runs |= {VALIDATE: []} if validate else {}
+    duckdb_rows = 0
+    for run in range(1, args.repeat + 1):
+        for name, value in ingest_run(work, input_dir, expected, validate).items():
+            runs[name].append(value)
+        for name, partitioned in ((REFERENCE, False), (PARTITIONED, True)):
+            target = work / "duckdb" / ("events" if partitioned else "events.parquet")
+            shutil.rmtree(target.parent, ignore_errors=True)
+            target.parent.mkdir(parents=True)
+            seconds, duckdb_rows = duckdb_run(input_dir, target, cores, partitioned)
+            runs[name].append(seconds)
+        done = ", ".join(f"{name} {values[-1]:.1f} {'MiB' if name == MEMORY else 's'}" for name, values in runs.items())
+        print(f"run {run}: {done}", flush=True)
+    # DuckDB keeps every line it can parse: all valid ones and their duplicates, and some of the quarantined.
+    if not expected.valid + expected.duplicates <= duckdb_rows <= expected.lines:
+        raise BenchmarkError(f"DuckDB wrote {duckdb_rows:,} rows from {expected.lines:,} lines, of which "
+                             f"{expected.valid + expected.duplicates:,} parse")  # fmt: skip
+    shutil.rmtree(input_dir)
+    return {"events": events, "files": len(expected.files), "input_mb": round(mb, 1), "valid": expected.valid,
+            "generate_seconds": round(generate_seconds, 3), "duckdb_rows": duckdb_rows, "runs": runs}  # fmt: skip
+
+
+def startup_runs(work: Path, repeat: int) -> dict[str, list[float]]:
+    """`lakehouse ingest` with nothing landed, `repeat` times: what every command pays before any work (Python and
+    JVM start, Spark session, Delta), in seconds and peak memory."""
+    (work / "empty" / "lake" / "landing").mkdir(parents=True, exist_ok=True)
+    env, runs = lake_env(work / "empty"), {"seconds": [], MEMORY: []}
+    for _ in range(repeat):
+        ran = lakehouse(env, "ingest", sample_memory=True)
+        if [s["lines_read"] for s in ran.json_lines()] != [0]:
+            raise BenchmarkError(f"`lakehouse ingest` of an empty landing folder printed {ran.stdout.strip()}")
+        runs["seconds"].append(ran.seconds)
+        runs[MEMORY].append(ran.peak_memory_mib)
+    print(f"nothing to ingest: {spread(runs['seconds'])} s, peak PSS {spread(runs[MEMORY])} MiB", flush=True)
+    return runs
+
+
+def rates(size: dict, name: str, cores: int) -> tuple[list[float], list[float]]:
+    """Events/s and MB/s per core of each run of measurement `name`."""
+    seconds = size["runs"][name]
+    return [size["events"] / s / cores for s in seconds], [size["input_mb"] / s / cores for s in seconds]
+
+
+def figures(sizes: list[dict], cores: int) -> list[dict]:
+    """The RESULTS.md rows: throughput at each size, validation share, memory growth from the first size to the
+    second."""
+    rows = []
+    for size in sizes:
+        ingest_events, ingest_mb = rates(size, INGEST, cores)
+        duck_events, duck_mb = rates(size, REFERENCE, cores)
+        ratio = median(ingest_events) / median(duck_events)
+        passed = ratio >= MIN_SHARE_OF_DUCKDB
+        target = f"≥ {MIN_SHARE_OF_DUCKDB}× reference"
+        reference = f"DuckDB → Parquet, same files ({size['events']:,} lines)"
+        label = f"ingest throughput, {size['events']:,} events"
+        rows.append(figure(label, "events/s per core", ingest_events, reference, duck_events, target, passed, ratio))
+        rows.append(figure(label, "MB/s per core", ingest_mb, reference, duck_mb, target, passed, ratio))
+    first = sizes[0]
+    share = median(first["runs"][VALIDATE]) / median(first["runs"][INGEST])
+    rows.append(figure(f"GX validation (`lakehouse validate events`), {first['events']:,}-event batch", "s",
+                       first["runs"][VALIDATE], "`lakehouse ingest` of the same batch", first["runs"][INGEST],
+                       f"≤ {MAX_VALIDATION_SHARE:.0%} of reference", share <= MAX_VALIDATION_SHARE, share))  # fmt: skip
+    if len(sizes) > 1:
+        growth = median(sizes[1]["runs"][MEMORY]) / median(first["runs"][MEMORY])
+        rows.append(figure(f"ingest peak memory (PSS: driver + JVM), {sizes[1]['events']:,} events", "MiB",
+                           sizes[1]["runs"][MEMORY], f"the same at {first['events']:,} events", first["runs"][MEMORY],
+                           f"≤ {MAX_MEMORY_GROWTH}× reference", growth <= MAX_MEMORY_GROWTH, growth))  # fmt: skip
+    return rows
+
+
+def table(sizes: list[dict], cores: int) -> list[str]:
+    """Per size and measurement: seconds (or MiB), events/s and MB/s per core."""
+    lines = [f"{'':46} {'seconds':>22} {'events/s/core':>14} {'MB/s/core':>10}"]
+    for size in sizes:
+        for name, values in size["runs"].items():
+            label = f"{size['events']:,} events: {name}"
+            if name == MEMORY:
+                lines.append(f"{label + ' peak PSS (MiB)':46} {spread(values):>22}")
+                continue
+            events, mb = (median(r) for r in rates(size, name, cores))
+            lines.append(f"{label:46} {spread(values):>22} {events:>14,.0f} {mb:>10.2f}")
+    return lines
 
 
 def benchmark(args: argparse.Namespace, work: Path) -> dict:
-    """Generates once, then per repeat ingests a fresh lake and runs DuckDB on the same files; prints and returns
-    the figures."""
-    cores, input_dir, load = os.cpu_count() or 1, work / "input", os.getloadavg()[0]
-    expected, generate_seconds = generated(input_dir, args.events, args.days)
-    mb = input_bytes(expected.files) / MB
-    print(
-        f"machine: {cores} cores, {memory_gib():.1f} GiB, load {load:.1f} | events {args.events:,}, "
-        f"{len(expected.files)} files, {mb:.1f} MB | generate: {generate_seconds:.1f} s, "
-        f"{args.events / generate_seconds:,.0f} events/s, {mb / generate_seconds:.1f} MB/s (1 thread)",
-        flush=True,
-    )
-    timings: dict[str, list[float]] = {
-        "lakehouse ingest (wall)": [],
-        "lakehouse ingest (batch seconds)": [],
-        REFERENCE: [],
-        "DuckDB -> Parquet, partitioned": [],
-    }
-    duckdb_rows = 0
-    for run in range(1, args.repeat + 1):
-        lake = landed_lake(input_dir, work / f"lake-{run}")
-        summaries, wall = ingest_summaries(lake, work / f"spark-{run}.log")
-        if errors := reconciliation_errors(summaries, expected):
-            raise BenchmarkError("ingest summary does not reconcile:\n  " + "\n  ".join(errors))
-        timings["lakehouse ingest (wall)"].append(wall)
-        timings["lakehouse ingest (batch seconds)"].append(sum(s["seconds"] for s in summaries))
-        for name, partitioned in ((REFERENCE, False), ("DuckDB -> Parquet, partitioned", True)):
-            target = work / f"duckdb-{run}" / ("events" if partitioned else "events.parquet")
-            target.parent.mkdir(exist_ok=True)
-            seconds, duckdb_rows = duckdb_run(input_dir, target, cores, partitioned)
-            timings[name].append(seconds)
-        print(f"run {run}: " + ", ".join(f"{name} {t[-1]:.1f} s" for name, t in timings.items()), flush=True)
-    print(f"DuckDB read {mb:.1f} MB and wrote {duckdb_rows:,} rows (lines it could parse; no validation or dedup)")
-    figures = rates(timings, args.events, mb, cores, reference=REFERENCE)
-    print(table(figures))
-    print(f"(median, min–max over runs; MB = 10^6 bytes of input on disk; x DuckDB = seconds / {REFERENCE!r} seconds)")
-    return {
-        "benchmark": "ingest",
-        "cores": cores,
-        "memory_gib": round(memory_gib(), 1),
-        "events": args.events,
-        "days": args.days,
-        "repeat": args.repeat,
-        "input_mb": round(mb, 1),
-        "generate_seconds": round(generate_seconds, 3),
-        "duckdb_rows": duckdb_rows,
-        "load_1min": round(load, 1),
-        "results": figures,
-    }
+    """Every batch size's runs; prints and returns the figures."""
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    startup = startup_runs(work, args.repeat)
+    sizes = [size_runs(work, args.events, args, validate=True)]
+    if args.memory_events:
+        sizes.append(size_runs(work, args.memory_events, args, validate=False))
+    notes = table(sizes, cores) + [
+        f"nothing to ingest (an empty landing folder): {spread(startup['seconds'])} s, peak PSS "
+        f"{spread(startup[MEMORY])} MiB: what every command pays before any work",
+        "(median, min–max over runs; MB = 10^6 bytes of input on disk; wall = the command, JVM start included; batch "
+        "seconds = ingest's own timing of its batches; PSS = peak summed proportional set size of the command's "
+        "process tree (driver, JVM, the JVM's Python workers), sampled every 0.5 s)",
+    ]
+    print("\n".join(notes))
+    return {"benchmark": "ingest", "cores": cores, "memory_gib": round(memory_gib(), 1), "load_1min": round(load, 1),
+            "days": args.days, "repeat": args.repeat, "startup": startup, "sizes": sizes,
+            "figures": figures(sizes, cores), "notes": notes}  # fmt: skip
 
 
 def main() -> int:
     args = parsed_args()
-    if min(args.events, args.days, args.repeat) < 1:
-        print("ingest benchmark: --events, --days and --repeat must be at least 1", file=sys.stderr)
-        return 2
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    work = args.work or Path(tempfile.mkdtemp(prefix="ingest-", dir=out))
-    try:
-        figures = benchmark(args, work.resolve())
-    except BenchmarkError as exc:
-        print(f"ingest benchmark failed: {exc}\n(work folder kept: {work})", file=sys.stderr)
-        return 1
-    print(json.dumps(figures))
-    if not (args.work or args.keep):
-        shutil.rmtree(work)
-    return 0
+    return run_in_work_folder("ingest", benchmark, args, args.work)
 
 
 if __name__ == "__main__":

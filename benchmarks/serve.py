@@ -1,43 +1,44 @@
 """Serving latency: the typical BI questions through Trino (the `bi` views, as `analyst`) on a lake the real pipeline
 built, next to DuckDB running the same view definitions over the same Delta tables' files. Usage:
-.venv/bin/python benchmarks/serve.py [--events N] [--days D] [--repeat R] [--keep]; prints a table, then all
-figures as one JSON line."""
+.venv/bin/python benchmarks/serve.py [--events N] [--days D] [--repeat R] [--keep] [--json PATH]; prints a table,
+then all figures as one JSON line."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-from common import machine
+from common import (
+    BenchmarkError,
+    add_output_arguments,
+    figure,
+    lake_env,
+    lakehouse,
+    machine,
+    published,
+    run_in_work_folder,
+    settings_for,
+    timed,
+    trino_rss_mib,
+    trino_runner,
+)
 from deltalake import DeltaTable
 
-from lakehouse.config import Settings, load_settings
+from lakehouse.config import Settings
 from lakehouse.generate import generate
-from lakehouse.trino import ANALYST, connect, query
+from lakehouse.trino import ANALYST, query
 
-REPO = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 START = date(2024, 3, 1)
 GOLD = ("daily_user_activity", "daily_event_stats")
+MAX_MS = 1000  # a BI question through Trino answers within a second
 # The `bi` view files, made DuckDB SQL: no COMMENT or SECURITY clause (DuckDB has neither in CREATE VIEW).
 TRINO_ONLY_CLAUSES = re.compile(r"\s+COMMENT\s+'(?:[^']|'')*'|\s+SECURITY\s+INVOKER", re.IGNORECASE)
-
-
-class BenchmarkError(Exception):
-    """A step that failed, or engines that disagree: the figures would mean nothing."""
 
 
 def parsed_args() -> argparse.Namespace:
@@ -45,36 +46,11 @@ def parsed_args() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=500_000, help="events to generate (default 500000)")
     parser.add_argument("--days", type=int, default=30, help="days they spread over (default 30)")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs of each question (default 20)")
-    parser.add_argument("--keep", action="store_true", help="keep the work folder (lake, logs) under benchmarks/out/")
+    add_output_arguments(parser)
     args = parser.parse_args()
     if min(args.events, args.days, args.repeat) < 1:
         parser.error("--events, --days and --repeat must be at least 1")
     return args
-
-
-def environment(work: Path) -> dict[str, str]:
-    """Settings overrides for a lake and a Trino server of the benchmark's own."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return {
-        "LAKEHOUSE__LAKE__ROOT": str(work / "lake"),
-        "LAKEHOUSE__SPARK__IVY_CACHE": str(REPO / ".cache" / "ivy"),
-        "LAKEHOUSE__SPARK__LOG_FILE": str(work / "spark.log"),
-        "LAKEHOUSE__TRINO__HOME": str(REPO / ".cache" / "trino"),
-        "LAKEHOUSE__TRINO__STATE_DIR": str(work / "trino"),
-        "LAKEHOUSE__TRINO__PORT": str(port),
-    }
-
-
-def lakehouse(env: dict[str, str], *args: str) -> float:
-    """Runs one `lakehouse` command against the benchmark's lake; its wall-clock seconds."""
-    started = time.perf_counter()
-    done = subprocess.run([str(VENV_BIN / "lakehouse"), *args], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True)  # fmt: skip
-    if done.returncode != 0:
-        raise BenchmarkError(f"`lakehouse {' '.join(args)}` exited {done.returncode}: {done.stderr.strip()}")
-    return time.perf_counter() - started
 
 
 def questions(settings: Settings, days: int) -> dict[str, str]:
@@ -112,16 +88,6 @@ def duckdb_lake(settings: Settings, cores: int) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def timed(run: Callable[[str], list], sql: str, repeat: int) -> tuple[list, list[float]]:
-    """The rows of `sql` (after one warm-up run) and the milliseconds of `repeat` runs."""
-    rows, millis = run(sql), []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        run(sql)
-        millis.append((time.perf_counter() - started) * 1000)
-    return rows, millis
-
-
 def comparable(rows: list) -> list[tuple]:
     """Rows with timestamps as epoch milliseconds (naive ones taken as UTC), so both engines' answers compare."""
     return [tuple(_millis(value) if isinstance(value, datetime) else value for value in row) for row in rows]
@@ -131,20 +97,16 @@ def _millis(moment: datetime) -> int:
     return round(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1000)
 
 
-def latency(millis: list[float]) -> dict[str, float]:
+def latency(millis: list[float]) -> dict:
     ordered = sorted(millis)
     return {"median_ms": round(statistics.median(ordered), 1),
-            "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * len(ordered)))], 1)}  # fmt: skip
+            "p95_ms": round(ordered[min(len(ordered) - 1, round(0.95 * len(ordered)))], 1),
+            "ms": [round(value, 1) for value in millis]}  # fmt: skip
 
 
 def measure(settings: Settings, asked: dict[str, str], repeat: int, cores: int) -> dict[str, dict]:
     """Per question: Trino's and DuckDB's latencies, after checking they give the same answer."""
-    cursor, con = connect(settings, ANALYST).cursor(), duckdb_lake(settings, cores)
-
-    def trino_rows(sql: str) -> list:
-        cursor.execute(sql)
-        return cursor.fetchall()
-
+    trino_rows, con = trino_runner(settings, ANALYST), duckdb_lake(settings, cores)
     figures = {}
     for name, sql in asked.items():
         trino, trino_ms = timed(trino_rows, sql, repeat)
@@ -155,55 +117,51 @@ def measure(settings: Settings, asked: dict[str, str], repeat: int, cores: int) 
     return figures
 
 
-def printed(figures: dict[str, dict]) -> None:
-    print(f"{'question':36} {'rows':>5} {'Trino median':>13} {'p95':>7} {'DuckDB median':>14} {'p95':>7}")
+def table(figures: dict[str, dict]) -> list[str]:
+    lines = [f"{'question':36} {'rows':>5} {'Trino median':>13} {'p95':>7} {'DuckDB median':>14} {'p95':>7}"]
     for name, f in figures.items():
         trino, duck = f["trino"], f["duckdb"]
-        print(f"{name:36} {f['rows']:>5} {trino['median_ms']:>10.1f} ms {trino['p95_ms']:>7.1f} "
-              f"{duck['median_ms']:>11.1f} ms {duck['p95_ms']:>7.1f}")  # fmt: skip
+        lines.append(f"{name:36} {f['rows']:>5} {trino['median_ms']:>10.1f} ms {trino['p95_ms']:>7.1f} "
+                     f"{duck['median_ms']:>11.1f} ms {duck['p95_ms']:>7.1f}")  # fmt: skip
+    return lines
 
 
-def trino_rss_mib(settings: Settings) -> float:
-    pid = (Path(settings.trino.state_dir) / "trino.pid").read_text().strip()
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+def rows(figures: dict[str, dict]) -> list[dict]:
+    """The RESULTS.md rows: each question's Trino latency next to DuckDB's on the same files."""
+    result = []
+    for name, f in figures.items():
+        trino, duck = f["trino"], f["duckdb"]
+        result.append(figure(f"serve: {name} (Trino, bi views)", "ms", trino["ms"], "DuckDB, same views and files",
+                             duck["ms"], f"≤ {MAX_MS} ms", trino["median_ms"] <= MAX_MS,
+                             trino["median_ms"] / duck["median_ms"]))  # fmt: skip
+    return result
 
 
 def benchmark(args: argparse.Namespace, work: Path) -> dict:
     """Builds the lake with the real commands, starts Trino, publishes, then times each question on both engines."""
-    env, cores = environment(work), os.cpu_count() or 1
-    settings = load_settings(REPO / "conf" / "local.yaml", env)
+    env, cores = lake_env(work), os.cpu_count() or 1
+    settings = settings_for(env)
     generate(work / "lake" / "landing", args.events, days=args.days, start=START, types=40, bad_rate=0.01,
              dup_rate=0.02, seed=7)  # fmt: skip
-    seconds = {step: lakehouse(env, *step.split()) for step in ("ingest", "aggregate", "trino start", "publish")}
-    print("setup: " + ", ".join(f"lakehouse {step} {s:.1f} s" for step, s in seconds.items()), flush=True)
-    try:
+    seconds = {step: lakehouse(env, *step.split()).seconds for step in ("ingest", "aggregate")}
+    with published(env, seconds):
         figures = measure(settings, questions(settings, args.days), args.repeat, cores)
-        rss = trino_rss_mib(settings)
-    finally:
-        lakehouse(env, "trino", "stop")
-    printed(figures)
-    print(f"(ms per query over {args.repeat} runs after a warm-up; both engines gave the same rows; "
-          f"Trino RSS {rss:.0f} MiB)")  # fmt: skip
+        rss = trino_rss_mib(settings.trino.state_dir)
+    notes = table(figures) + [
+        f"(ms per query over {args.repeat} runs after a warm-up; both engines gave the same rows; {args.events:,} "
+        f"events over {args.days} days; Trino RSS {rss:.0f} MiB)"
+    ]
+    print("\n".join(notes))
     return {"benchmark": "serve", "cores": cores, "events": args.events, "days": args.days, "repeat": args.repeat,
             "setup_seconds": {step: round(s, 1) for step, s in seconds.items()}, "trino_rss_mib": round(rss),
-            "load_1min": round(os.getloadavg()[0], 1), "results": figures}  # fmt: skip
+            "load_1min": round(os.getloadavg()[0], 1), "results": figures, "figures": rows(figures),
+            "notes": notes}  # fmt: skip
 
 
 def main() -> int:
     args = parsed_args()
     print(machine(), flush=True)
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="serve-", dir=out))
-    try:
-        print(json.dumps(benchmark(args, work)))
-    except BenchmarkError as exc:
-        print(f"serve benchmark failed: {exc}\n(work folder kept: {work})", file=sys.stderr)
-        return 1
-    if not args.keep:
-        shutil.rmtree(work)
-    return 0
+    return run_in_work_folder("serve", benchmark, args, None)
 
 
 if __name__ == "__main__":
