@@ -38,6 +38,8 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=["lakehouse"],
     package_dir={"lakehouse": "jobs"},
+    # Compiled on first use (lakehouse.localfs).
+    package_data={"lakehouse": ["java/*.java"]},
     install_requires=RUNTIME,
     extras_require={"dev": DEV, "docker": DOCKER},
     entry_points={"console_scripts": ["lakehouse=lakehouse.cli:main"]},

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse import tables
 from lakehouse.config import Settings
-from lakehouse.errors import LakehouseError
+from lakehouse.localfs import hadoop_client_api_jar, local_fs_conf
 
 # Settings the pipeline's semantics depend on; conf/ cannot change them.
 _FIXED = {
@@ -33,8 +33,12 @@ _FIXED = {
 
 # Defaults conf/ may override. Delta replays a table's log with 50 tasks by default, which dominates every small
 # read (the ingest's state tables): a few tasks suffice with checkpoints.
+# A file's opening is counted as 128 KiB of reading rather than 4 MB: `events` partitions (type × date × hour) hold
+# small files on a small lake, and at 4 MB each a scan of one day's ~7,500 files became ~240 tasks instead of one per
+# core (a scan still gets at least one task per core; large files are split as before).
 _DEFAULTS = {
     "spark.databricks.delta.snapshotPartitions": "4",
+    "spark.sql.files.openCostInBytes": str(128 * 1024),
 }
 
 
@@ -52,6 +56,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     builder and for spark-submit (dags/), where the JVM starts before any builder runs."""
     spark = settings.spark
     on_s3 = urlparse(tables.lake_root(settings)).scheme == "s3a"
+    # A local lake with a local driver: file: paths through NioLocalFileSystem (lakehouse.localfs); on a cluster the
+    # executors would need the jar too, and a lake there is on shared storage anyway.
+    fast_local = not on_s3 and spark.master.startswith("local")
     # The S3A jars only for a lake on S3: their AWS SDK bundle is a 640 MB download that a local lake never needs.
     s3_packages = [hadoop_aws_package()] if on_s3 else []
     packages = [delta_package(), *s3_packages, *filter(None, [spark.conf.get("spark.jars.packages")])]
@@ -65,6 +72,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.log.level": spark.log_level,
         **_DEFAULTS,
         **(s3a_conf(settings) if on_s3 else {}),
+        **(local_fs_conf(spark.ivy_cache) if fast_local else {}),
         **spark.conf,
         **_FIXED,
         "spark.jars.packages": ",".join(packages),
@@ -81,11 +89,8 @@ def delta_package() -> str:
 def hadoop_aws_package() -> str:
     """The Maven coordinate of hadoop-aws (Hadoop's S3A file system) of exactly the Hadoop version pyspark bundles,
     which S3A requires; its own dependencies bring the AWS SDK it was built against."""
-    jars = Path(pyspark.__file__).parent / "jars"
-    found = sorted(jars.glob("hadoop-client-api-*.jar"))
-    if not found:
-        raise LakehouseError(f"no hadoop-client-api jar in {jars}: cannot tell which hadoop-aws matches this Spark")
-    return f"org.apache.hadoop:hadoop-aws:{found[0].name.removeprefix('hadoop-client-api-').removesuffix('.jar')}"
+    hadoop = hadoop_client_api_jar().name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    return f"org.apache.hadoop:hadoop-aws:{hadoop}"
 
 
 def s3a_conf(settings: Settings) -> dict[str, str]:
