@@ -22,9 +22,8 @@ from common import OUT, REPO, machine_facts, spread
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 FULL_SIZE = {"question-events": 100_000_000, "memory-events": 10_000_000}
-# Defaults for a 2-core machine. Every ingest run pays a per-partition cost that does not shrink with the batch
-# (~7k type x hour files a day), so today the suite takes ~50 min (ingest 30, freshness 9; see RESULTS.md); with
-# ingest near its target the same sizes take well under 20.
+# Defaults for a 2-core machine: the suite takes ~21 min (ingest 10, freshness 4; see RESULTS.md). Every ingest run
+# pays a per-file cost that does not shrink with the batch (~7.5k type x hour files a day).
 SIZES = {
     "ingest-events": (100_000, "lines per ingest batch: throughput, GX validation share, memory (smaller batch)"),
     "memory-events": (300_000, "lines of the larger batch for the memory figure (target size 10000000)"),
