@@ -67,8 +67,9 @@ def local_fs_jar(jar_cache: Path) -> Path | None:
 
 
 def hadoop_client_api_jar() -> Path:
-    """pyspark's Hadoop client API jar (its name holds the Hadoop version)."""
-    jars = Path(pyspark.__file__).parent / "jars"
+    """The Hadoop client API jar of the Spark that runs (its name holds the Hadoop version): under spark-submit,
+    SPARK_HOME's, where pyspark itself is imported from a zip without jars; otherwise pip's pyspark's."""
+    jars = Path(os.environ.get("SPARK_HOME") or Path(pyspark.__file__).parent) / "jars"
     found = sorted(jars.glob("hadoop-client-api-*.jar"))
     if not found:
         raise LakehouseError(f"no hadoop-client-api jar in {jars}: cannot tell which Hadoop this Spark runs")
