@@ -39,8 +39,8 @@ def local_fs_conf(jar_cache: str) -> dict[str, str]:
 
 
 def local_fs_jar(jar_cache: Path) -> Path | None:
-    """The jar of NioLocalFileSystem in `jar_cache`, compiled against pyspark's Hadoop if not there yet (the name
-    holds a digest of the source and the Hadoop version, so a change of either builds a new one)."""
+    """The jar of NioLocalFileSystem in `jar_cache`, compiled against the running Spark's Hadoop if not there yet
+    (the name holds a digest of the source and the Hadoop version, so a change of either builds a new one)."""
     hadoop = hadoop_client_api_jar()
     digest = hashlib.sha256(SOURCE.read_bytes() + hadoop.name.encode()).hexdigest()[:12]
     jar = jar_cache.resolve() / "lakehouse" / f"nio-local-fs-{digest}.jar"

@@ -22,7 +22,7 @@ def test_the_session_writes_local_files_through_it(spark: SparkSession, tmp_path
     assert local.getClass().getName() == FS_CLASS
     ours = tmp_path / "ours"
     spark.range(10).coalesce(1).withColumn("part", F.col("id") % 2).write.partitionBy("part").parquet(ours.as_uri())
-    # The same rows through a stock LocalFileSystem instance, as Spark wrote files before.
+    # One file created through ours and one through a stock LocalFileSystem (what Spark used before): same modes.
     stock = jvm.org.apache.hadoop.fs.LocalFileSystem()
     stock.initialize(jvm.java.net.URI("file:///"), hadoop_conf)
     for name, fs in (("ours.txt", local), ("stock.txt", stock)):
@@ -38,7 +38,7 @@ def test_the_session_writes_local_files_through_it(spark: SparkSession, tmp_path
     assert {stat.S_IMODE(p.parent.stat().st_mode) for p in files} == {0o777 & ~umask}
 
 
-def test_only_a_local_lake_on_a_local_driver_gets_it(tmp_path: Path) -> None:
+def test_only_a_local_lake_on_a_local_driver_gets_it() -> None:
     cache = {"LAKEHOUSE__SPARK__IVY_CACHE": str(REPO / ".cache" / "ivy")}
     local = spark_conf(load_settings(CONF, cache))
     assert local["spark.hadoop.fs.file.impl"] == FS_CLASS
