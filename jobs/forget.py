@@ -1,7 +1,7 @@
-"""`lakehouse forget-user USER_ID` (DESIGN §6): removes one user's rows from `events`, `quarantine` and the daily gold
-tables (rebuilding the days they were in), blanks their lines in the landing files, physically deletes the files and
-log entries that still hold them, and records the request in `_state/forget_requests` with counts only: never the
-user id, nor anything derived from it.
+"""`lakehouse forget-user USER_ID` (DESIGN §6): removes one user's rows from `events` (and their ids from
+`_state/event_ids`), `quarantine` and the daily gold tables (rebuilding the days they were in), blanks their lines in
+the landing files, physically deletes the files and log entries that still hold them, and records the request in
+`_state/forget_requests` with counts only: never the user id, nor anything derived from it.
 
 Safe to repeat: a run that finds nothing of the user changes nothing, and one interrupted midway is finished by the
 next (its commits carry a tag until their table is purged). It refuses to work while an ingest batch is unfinished:
@@ -43,7 +43,7 @@ from lakehouse.storage import append, read, retry_on_conflict
 # Marks this command's commits until their table is purged: a later run finishes the purge of an interrupted one.
 TAG = "lakehouse forget-user "
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-PURGED = (tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
+PURGED = (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
 REQUEST_SCHEMA = (
     "request_id string, requested_at timestamp, requested_by string, finished_at timestamp, "
     "rows_removed map<string, long>, days_rebuilt int, landing_files_rewritten int, landing_lines_removed long, "
@@ -128,7 +128,7 @@ def forget(settings: Settings, user_id: str, requested_by: str | None = None) ->
 
 
 def _refuse_while_ingesting(spark: SparkSession, settings: Settings) -> None:
-    unfinished = unfinished_batches(spark, settings)
+    unfinished = unfinished_batches(settings)
     if unfinished:
         raise LakehouseError(
             f"ingest batch {unfinished[0]} is not finished: let the running `lakehouse ingest` end (or run it to "
@@ -205,7 +205,7 @@ def _file_system(spark: SparkSession, location: str) -> Any:
 def _user_rows(spark: SparkSession, settings: Settings, user_id: str) -> dict[str, DataFrame]:
     """The user's rows in each table that exists (the gold tables' through `daily_user_activity`)."""
     found = {}
-    for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY):
+    for name in (tables.EVENTS, tables.EVENT_IDS, tables.DAILY_USER_ACTIVITY):
         stored = read(spark, settings, name)
         if stored is not None:
             found[name] = stored.where(F.col("user_id") == user_id)
@@ -227,7 +227,8 @@ def _remove(
     `events` and from `daily_user_activity` both, so a run interrupted between the two is finished by the next."""
     held = [rows[name] for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY) if found.get(name)]
     days = sorted({row["event_date"] for frame in held for row in frame.select("event_date").distinct().collect()})
-    for name in (tables.EVENTS, tables.QUARANTINE):
+    # The ids first: a run interrupted after deleting them still finds the events, and deletes the rest.
+    for name in (tables.EVENT_IDS, tables.EVENTS, tables.QUARANTINE):
         if found.get(name):
             _delete(spark, settings, name, user_id)
     if days and tables.DAILY_USER_ACTIVITY in rows:
@@ -238,7 +239,7 @@ def _remove(
 def _delete(spark: SparkSession, settings: Settings, table: str, user_id: str) -> None:
     def delete() -> None:
         delta = DeltaTable.forPath(spark, tables.table_path(settings, table))
-        if table == tables.EVENTS:
+        if table in (tables.EVENTS, tables.EVENT_IDS):
             delta.delete(F.col("user_id") == user_id)
         else:
             delta.delete(_quarantined_by(settings, user_id))

@@ -1,8 +1,14 @@
 """`lakehouse ingest`: new landing files → `events`, `quarantine` and `ingest_runs`, exactly once per file.
 
-Each batch is planned first (its files, start time and the `events` version it deduplicates against) in a small
-state table; its three commits carry Delta's idempotent-write ids (`txnAppId`/`txnVersion` = the batch number), so a
-batch interrupted anywhere is finished by the next run, computing the same rows, and no commit lands twice.
+Each batch is planned first (its files, start time and the `events` version it started from) in a small state table;
+its commits carry Delta's idempotent-write ids (`txnAppId`/`txnVersion` = the batch number), so a batch interrupted
+anywhere is finished by the next run, computing the same rows, and no commit lands twice.
+
+Dedup reads the ids of earlier batches from `_state/event_ids` (event date, id, user, batch; a few files per date),
+which each batch appends to with its `events` rows, rather than the `event_id` column of every `events` file of the
+dates it touches (thousands of small files a day: one per type and hour and batch). Only batches numbered below the
+one running count, so a batch finished after a crash ignores its own ids. A lake whose `events` predates the index
+gets its ids indexed from `events` once, as batch 0; forget-user deletes a user's ids with their events.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -22,10 +29,13 @@ from lakehouse.contract import Rules, classify
 from lakehouse.dedup import first_copies, unseen
 from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
 from lakehouse.session import spark_session
-from lakehouse.storage import append, read, retry_on_conflict, utc_from_micros, version
+from lakehouse.storage import append, peek, peek_version, read, retry_on_conflict
 
 WRITER_ID = "lakehouse-ingest"
 PLANNER_ID = "lakehouse-ingest-plan"
+INDEXER_ID = "lakehouse-ingest-index"
+# The batch number of ids indexed from `events` rather than by their batch.
+INDEXED_FROM_EVENTS = 0
 EVENT_COLUMNS = (
     "event_id", "event_type", "event_ts", "event_date", "event_hour", "user_id", "country", "service",
     "attributes", "meta", "source_file", "ingested_at",
@@ -40,6 +50,13 @@ RUN_SCHEMA = (
     "duplicates long, reasons map<string, long>, started_at timestamp, finished_at timestamp, "
     "event_dates array<date>"
 )
+
+
+class Next(NamedTuple):
+    """A batch to run, and whether more may wait after it (further landing files or unfinished batches)."""
+
+    batch: Batch
+    more: bool
 
 
 @dataclass(frozen=True)
@@ -75,16 +92,30 @@ def quarantine_rows(classified: DataFrame, ingested_at: datetime) -> DataFrame:
 
 
 def ingest(settings: Settings) -> list[dict]:
-    """Ingests every file not yet taken, finishing interrupted batches first; one summary per batch.
+    """Ingests every file not yet taken, finishing interrupted batches first; one summary per batch. Files landing
+    while the last batch runs wait for the next run.
 
     Another run working at the same time makes Delta refuse a commit: the batch is then planned again, which
     picks up whatever the other run committed, so neither duplicates nor loses anything.
     """
     spark = spark_session(settings)
     summaries = []
-    while (summary := retry_on_conflict(lambda: _ingest_next(spark, settings))) is not None:
+    more = True
+    while more and (step := retry_on_conflict(lambda: _ingest_next(spark, settings))) is not None:
+        summary, more = step
         summaries.append(summary)
     return summaries or [_empty_summary()]
+
+
+def id_rows(events: DataFrame, batch: int) -> DataFrame:
+    """The `_state/event_ids` rows of `events` rows: what dedup and forget-user need of them, and their batch."""
+    return events.select("event_date", "event_id", "user_id", F.lit(batch).cast("long").alias("batch"))
+
+
+def append_ids(ids: DataFrame, settings: Settings, txn: tuple[str, int] | None = None) -> None:
+    """Appends `id_rows` to `_state/event_ids`: one file per date, sorted by user (forget-user skips by user)."""
+    laid_out = ids.repartition("event_date").sortWithinPartitions("event_date", "user_id")
+    append(laid_out, settings, tables.EVENT_IDS, ("event_date",), txn)
 
 
 def clustered(events: DataFrame) -> DataFrame:
@@ -94,24 +125,24 @@ def clustered(events: DataFrame) -> DataFrame:
     return events.repartition(*tables.EVENT_PARTITIONS).sortWithinPartitions(*tables.EVENT_PARTITIONS, "user_id")
 
 
-def unfinished_batches(spark: SparkSession, settings: Settings) -> list[int]:
+def unfinished_batches(settings: Settings) -> list[int]:
     """The batches planned but not yet recorded in `ingest_runs`: running now, or interrupted and waiting for the next
     run to finish them from the landing files as they are then."""
-    finished = _finished(spark, settings)
-    return [b.batch for b in _planned(spark, settings) if b.batch not in finished]
+    finished = _finished(settings)
+    return [b.batch for b in _planned(settings) if b.batch not in finished]
 
 
-def _ingest_next(spark: SparkSession, settings: Settings) -> dict | None:
-    batch = _next_batch(spark, settings)
-    return None if batch is None else _run(spark, settings, batch)
+def _ingest_next(spark: SparkSession, settings: Settings) -> tuple[dict, bool] | None:
+    step = _next_batch(spark, settings)
+    return None if step is None else (_run(spark, settings, step.batch), step.more)
 
 
-def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
-    planned = _planned(spark, settings)
-    finished = _finished(spark, settings)
+def _next_batch(spark: SparkSession, settings: Settings) -> Next | None:
+    planned = _planned(settings)
+    finished = _finished(settings)
     pending = [b for b in planned if b.batch not in finished]
     if pending:
-        return pending[0]
+        return Next(pending[0], more=True)
     taken = {f.path for b in planned for f in b.files}
     landing = list_landing(spark, tables.table_path(settings, tables.LANDING), settings.ingest.extensions)
     new = [f for f in landing if f.path not in taken]
@@ -121,7 +152,7 @@ def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
         batch=max((b.batch for b in planned), default=0) + 1,
         run_id=str(uuid.uuid4()),
         started_at=datetime.now(UTC).replace(microsecond=0),
-        events_version=version(spark, settings, tables.EVENTS),
+        events_version=peek_version(settings, tables.EVENTS),
         files=tuple(_fill(new, settings.ingest.max_batch_bytes)),
     )
     append(
@@ -131,7 +162,8 @@ def _next_batch(spark: SparkSession, settings: Settings) -> Batch | None:
         txn=(PLANNER_ID, batch.batch),
     )
     # Another run may have planned this number first: its plan is the one that counts.
-    return next(b for b in _planned(spark, settings) if b.batch == batch.batch)
+    counted = next(b for b in _planned(settings) if b.batch == batch.batch)
+    return Next(counted, more=counted.files != batch.files or len(new) > len(batch.files))
 
 
 def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
@@ -160,7 +192,7 @@ def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: D
     reasons = {row["reason"]: row["count"] for row in classified.groupBy("reason").count().collect()}
     rows = event_rows(classified, batch.started_at)
     dates = [row["event_date"] for row in rows.select("event_date").distinct().collect()]
-    existing = _existing_ids(spark, settings, batch.events_version, dates)
+    existing = _existing_ids(spark, settings, batch, dates)
     new = unseen(first_copies(rows), existing).select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
@@ -189,36 +221,47 @@ def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: D
 
 
 def _write_batch(settings: Settings, batch: Batch, events: DataFrame, quarantine: DataFrame) -> None:
-    """The batch's `events` and `quarantine` commits; `ingest_runs`, written last, marks the batch done."""
-    append(clustered(events), settings, tables.EVENTS, tables.EVENT_PARTITIONS, (WRITER_ID, batch.batch))
-    append(quarantine.coalesce(1), settings, tables.QUARANTINE, tables.QUARANTINE_PARTITIONS, (WRITER_ID, batch.batch))
+    """The batch's `events`, `quarantine` and `_state/event_ids` commits; `ingest_runs`, written last, marks the batch
+    done."""
+    txn = (WRITER_ID, batch.batch)
+    append(clustered(events), settings, tables.EVENTS, tables.EVENT_PARTITIONS, txn)
+    append(quarantine.coalesce(1), settings, tables.QUARANTINE, tables.QUARANTINE_PARTITIONS, txn)
+    append_ids(id_rows(events, batch.batch), settings, txn)
 
 
-def _existing_ids(spark: SparkSession, settings: Settings, as_of: int, dates: list[date]) -> DataFrame:
-    """The ids in `events` as of the batch's plan, in the event dates it touches (a re-sent event keeps its
-    created_at, so its copies share a date; reading only those partitions keeps dedup off a full scan)."""
-    if as_of < 0 or not dates:
+def _existing_ids(spark: SparkSession, settings: Settings, batch: Batch, dates: list[date]) -> DataFrame:
+    """The ids of the batches before `batch`, in the event dates it touches (a re-sent event keeps its created_at,
+    so its copies share a date; reading only those partitions keeps dedup off a full scan)."""
+    if not dates:
         return spark.createDataFrame([], "event_id string")
-    events = read(spark, settings, tables.EVENTS, as_of)
-    return events.where(F.col("event_date").isin(dates)).select("event_id")
+    _index_events(spark, settings, batch)
+    ids = read(spark, settings, tables.EVENT_IDS)
+    if ids is None:
+        return spark.createDataFrame([], "event_id string")
+    return ids.where(F.col("event_date").isin(dates) & (F.col("batch") < batch.batch)).select("event_id")
 
 
-def _planned(spark: SparkSession, settings: Settings) -> list[Batch]:
-    plans = read(spark, settings, tables.INGEST_BATCHES)
-    if plans is None:
-        return []
-    plans = plans.withColumn("started_us", F.unix_micros("started_at"))
+def _index_events(spark: SparkSession, settings: Settings, batch: Batch) -> None:
+    """Indexes the ids of `events` as `batch` was planned when the index does not exist yet but `events` does (a lake
+    from before the index, or one written around ingest): once, a scan of `events`' `event_id`s."""
+    if batch.events_version < 0 or peek_version(settings, tables.EVENT_IDS) >= 0:
+        return
+    events = read(spark, settings, tables.EVENTS, batch.events_version)
+    append_ids(id_rows(events, INDEXED_FROM_EVENTS), settings, (INDEXER_ID, 1))
+
+
+def _planned(settings: Settings) -> list[Batch]:
+    plans = peek(settings, tables.INGEST_BATCHES, ["batch", "run_id", "started_at", "events_version", "files"]) or []
     batches: dict[int, Batch] = {}
-    for row in plans.orderBy("batch", "started_at").collect():
-        started_at = utc_from_micros(row["started_us"])
+    for row in sorted(plans, key=lambda plan: (plan["batch"], plan["started_at"])):
+        started_at = row["started_at"].astimezone(UTC)
         files = tuple(LandingFile(f["path"], f["location"], f["uri"], f["size"]) for f in row["files"])
         batches.setdefault(row["batch"], Batch(row["batch"], row["run_id"], started_at, row["events_version"], files))
     return list(batches.values())
 
 
-def _finished(spark: SparkSession, settings: Settings) -> set[int]:
-    runs = read(spark, settings, tables.INGEST_RUNS)
-    return set() if runs is None else {row["batch"] for row in runs.select("batch").collect()}
+def _finished(settings: Settings) -> set[int]:
+    return {row["batch"] for row in peek(settings, tables.INGEST_RUNS, ["batch"]) or []}
 
 
 def _batch_row(batch: Batch) -> tuple:

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -78,20 +78,36 @@ def replace_days(frame: DataFrame, settings: Settings, table: str, days: Iterabl
 
 def peek(settings: Settings, table: str, columns: list[str]) -> list[dict] | None:
     """`columns` of a small table, read through delta-rs rather than Spark: for the checks that must not start a
-    JVM (the DAGs' gates). None before the table's first write."""
+    JVM (the DAGs' gates) and the state tables a command reads before its work (a Spark read of a small table is a
+    job or two, ~1 s, and several on a cold JVM). None before the table's first write."""
     import pyarrow
-    from deltalake import DeltaTable, QueryBuilder
-    from deltalake.exceptions import TableNotFoundError
+    from deltalake import QueryBuilder
 
-    location = tables.table_path(settings, table)
-    try:
-        found = DeltaTable(_rust_location(location), storage_options=_rust_storage(settings, location))
-    except TableNotFoundError:
+    found = _rust_table(settings, table)
+    if found is None:
         return None
     # Scanned by delta-rs's own engine: the pyarrow dataset of `to_pyarrow_table` leaves threads that, on S3, often
     # abort the process as it exits ("terminate called without an active exception"), after the answer was printed.
     listed = ", ".join(f'"{column}"' for column in columns)
     return pyarrow.table(QueryBuilder().register("t", found).execute(f"SELECT {listed} FROM t").read_all()).to_pylist()
+
+
+def peek_version(settings: Settings, table: str) -> int:
+    """The latest version of `table` as delta-rs reads it from the log (no Spark job), -1 before its first write."""
+    found = _rust_table(settings, table)
+    return -1 if found is None else found.version()
+
+
+def _rust_table(settings: Settings, table: str) -> Any:
+    """delta-rs's handle on `table` at its latest version, or None before the table's first write."""
+    from deltalake import DeltaTable as RustTable
+    from deltalake.exceptions import TableNotFoundError
+
+    location = tables.table_path(settings, table)
+    try:
+        return RustTable(_rust_location(location), storage_options=_rust_storage(settings, location))
+    except TableNotFoundError:
+        return None
 
 
 def _rust_location(location: str) -> str:

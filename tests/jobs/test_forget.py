@@ -151,13 +151,13 @@ def test_summary_counts_what_was_removed(forgotten) -> None:
     # Valid lines of the user (5), the re-sent one, the broken one, the one without an id, the one not UTF-8.
     assert summary["landing_lines_removed"] == 9 and summary["landing_files_rewritten"] == 3
     assert summary["days_rebuilt"] == 3
-    assert summary["tables_purged"] == sorted((tables.EVENTS, tables.QUARANTINE, *GOLD))
+    assert summary["tables_purged"] == sorted((tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *GOLD))
 
 
 def test_no_table_holds_the_user_any_more(forgotten, spark: SparkSession) -> None:
     settings, before, _ = forgotten
     assert before[tables.DAILY_USER_ACTIVITY].where(F.col("user_id") == USER).count() > 0
-    for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY):
+    for name in (tables.EVENTS, tables.EVENT_IDS, tables.DAILY_USER_ACTIVITY):
         assert table(spark, settings, name).where(F.col("user_id") == USER).count() == 0
     quarantine = table(spark, settings, tables.QUARANTINE).collect()
     assert not [row for row in quarantine if USER.encode() in _raw_bytes(row)]
@@ -215,7 +215,7 @@ def test_request_is_recorded_with_counts_only(forgotten, spark: SparkSession) ->
 def test_tables_keep_their_protocol_and_delta_rs_reads_them(forgotten, spark: SparkSession) -> None:
     """No DELETE turned on deletion vectors or any other table feature Trino or delta-rs might not read."""
     settings, _, _ = forgotten
-    for name in (tables.EVENTS, tables.QUARANTINE, *GOLD, tables.FORGET_REQUESTS):
+    for name in (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *GOLD, tables.FORGET_REQUESTS):
         path = tables.table_path(settings, name)
         [detail] = DeltaTable.forPath(spark, path).detail().collect()
         assert (detail["minReaderVersion"], detail["minWriterVersion"], detail["properties"]) == (1, 2, {})
@@ -231,7 +231,7 @@ def test_a_later_ingest_takes_nothing_from_the_rewritten_files(forgotten, spark:
 
 def test_forgetting_again_or_an_unknown_user_changes_nothing(forgotten, cli_env, tmp_path: Path) -> None:
     settings, _, _ = forgotten
-    names = (tables.EVENTS, tables.QUARANTINE, *GOLD, tables.FORGET_REQUESTS)
+    names = (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *GOLD, tables.FORGET_REQUESTS)
     versions = {name: version(settings, name) for name in names}
     again = forget(settings, USER)
     assert (again["request_id"], again["message"], again["rows_removed"][tables.EVENTS]) == (None, NOTHING, 0)

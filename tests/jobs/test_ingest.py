@@ -81,12 +81,21 @@ def test_ingest_runs_records_the_batch(generated, spark: SparkSession) -> None:
 
 def test_rerun_adds_nothing(generated, spark: SparkSession) -> None:
     settings, _, _ = generated
-    versions = {name: version(settings, name) for name in (tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS)}
+    written = (tables.EVENTS, tables.QUARANTINE, tables.EVENT_IDS, tables.INGEST_RUNS, tables.INGEST_BATCHES)
+    versions = {name: version(settings, name) for name in written}
     assert ingest(settings) == [
         {"run_id": None, "batch": None, "files": 0, "bytes": 0, "lines_read": 0, "valid": 0, "quarantined": 0,
          "duplicates": 0, "reasons": {}, "event_dates": []}
     ]  # fmt: skip
     assert {name: version(settings, name) for name in versions} == versions
+
+
+def test_event_ids_hold_each_event_once_with_its_batch(generated, spark: SparkSession) -> None:
+    settings, _, _ = generated
+    ids = table(spark, settings, tables.EVENT_IDS)
+    events = table(spark, settings, tables.EVENTS).select("event_date", "event_id", "user_id")
+    assert sorted(ids.collect()) == sorted((*row, 1) for row in events.collect())
+    assert RustTable(tables.table_path(settings, tables.EVENT_IDS)).metadata().partition_columns == ["event_date"]
 
 
 def test_delta_rs_reads_the_tables_with_their_partitions(generated) -> None:
@@ -111,6 +120,27 @@ def test_resent_file_in_a_later_batch_is_all_duplicates(generated, tmp_path: Pat
     assert (summary["batch"], summary["files"], summary["valid"]) == (2, 1, 0)
     assert summary["duplicates"] == again.lines - sum(again.reasons.values())
     assert summary["reasons"] == dict(again.reasons)
+
+
+def test_a_lake_from_before_the_id_index_gets_it_from_events(
+    generated, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """`events` without `_state/event_ids` (a lake written by an earlier version): the next batch indexes `events`
+    as batch 0 first, so a re-sent file is still all duplicates, and a new event is indexed with its batch."""
+    settings, [first], _ = generated
+    lake = tmp_path / "lake"
+    shutil.copytree(Path(settings.lake.root), lake)
+    shutil.rmtree(lake / tables.EVENT_IDS)
+    source = sorted((lake / "landing").rglob("*.jsonl.gz"))[3]
+    shutil.copy(source, lake / "landing" / "resent.jsonl.gz")
+    land(lake / "landing", "new.json", [event_line("brand-new", datetime(2024, 3, 1, 9))])
+    again = audit([str(source)])
+    copied = make_settings(lake)
+    [summary] = ingest(copied)
+    assert (summary["batch"], summary["valid"]) == (2, 1)
+    assert summary["duplicates"] == again.lines - sum(again.reasons.values())
+    batches = Counter(row["batch"] for row in table(spark, copied, tables.EVENT_IDS).select("batch").collect())
+    assert batches == {0: first["valid"], 2: 1}
 
 
 def test_duplicates_within_and_across_batches(settings: Settings, landing: Path, spark: SparkSession) -> None:

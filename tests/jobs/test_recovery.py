@@ -43,11 +43,18 @@ def events_committed_run_not_recorded(lake: Path) -> bool:
     return any((lake / "events" / "_delta_log").glob("*.json")) and not (lake / "ingest_runs").exists()
 
 
+def ids_committed_run_not_recorded(lake: Path) -> bool:
+    """The batch's ids are in the index, so its re-run must not take its own events for duplicates."""
+    return any((lake / tables.EVENT_IDS / "_delta_log").glob("*.json")) and not (lake / "ingest_runs").exists()
+
+
 def assert_exact(spark: SparkSession, settings: Settings, made: GenerateSummary) -> None:
     events = spark.read.format("delta").load(tables.table_path(settings, tables.EVENTS))
     assert events.count() == made.valid == events.select("event_id").distinct().count()
     quarantine = spark.read.format("delta").load(tables.table_path(settings, tables.QUARANTINE))
     assert quarantine.count() == sum(made.bad.values())
+    ids = spark.read.format("delta").load(tables.table_path(settings, tables.EVENT_IDS)).collect()
+    assert sorted(ids) == sorted((*row, 1) for row in events.select("event_date", "event_id", "user_id").collect())
     [run] = spark.read.format("delta").load(tables.table_path(settings, tables.INGEST_RUNS)).collect()
     assert (run["batch"], run["valid"], run["duplicates"]) == (1, made.valid, made.duplicates)
     # Whichever run wrote them, the batch's rows carry the start time it was planned with.
@@ -55,7 +62,9 @@ def assert_exact(spark: SparkSession, settings: Settings, made: GenerateSummary)
     assert [row["ingested_at"] for row in stamps] == [run["started_at"]]
 
 
-@pytest.mark.parametrize("moment", [events_files_written_not_committed, events_committed_run_not_recorded])
+@pytest.mark.parametrize(
+    "moment", [events_files_written_not_committed, events_committed_run_not_recorded, ids_committed_run_not_recorded]
+)
 def test_killed_mid_batch_then_rerun_is_exact(moment, settings: Settings, cli_env, spark: SparkSession) -> None:
     made = landed(settings)
     lake = Path(settings.lake.root)
