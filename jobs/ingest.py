@@ -28,6 +28,7 @@ from lakehouse.config import Settings
 from lakehouse.contract import Rules, classify
 from lakehouse.dedup import first_copies, unseen
 from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
+from lakehouse.quality import check_batch, import_gx_meanwhile, quarantine_share
 from lakehouse.session import spark_session
 from lakehouse.storage import append, peek, peek_version, read, retry_on_conflict
 
@@ -98,6 +99,7 @@ def ingest(settings: Settings) -> list[dict]:
     Another run working at the same time makes Delta refuse a commit: the batch is then planned again, which
     picks up whatever the other run committed, so neither duplicates nor loses anything.
     """
+    import_gx_meanwhile()
     spark = spark_session(settings)
     summaries = []
     more = True
@@ -196,12 +198,20 @@ def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: D
     new = unseen(first_copies(rows), existing).select(*EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
-        _write_batch(settings, batch, new, quarantine_rows(classified, batch.started_at))
+        quarantine = quarantine_rows(classified, batch.started_at)
+        _write_batch(settings, batch, new, quarantine)
+        summary = _summary(batch, reasons, per_date)
+        run = spark.createDataFrame([_run_row(summary, batch)], RUN_SCHEMA)
+        append(run, settings, tables.INGEST_RUNS, txn=(WRITER_ID, batch.batch))
+        return _json_ready(summary | _checked(spark, settings, batch, summary, new, quarantine))
     finally:
         new.unpersist()
+
+
+def _summary(batch: Batch, reasons: dict[str | None, int], per_date: dict[date, int]) -> dict:
     lines_read, valid = sum(reasons.values()), sum(per_date.values())
     quarantined = sum(n for reason, n in reasons.items() if reason is not None)
-    summary = {
+    return {
         "run_id": batch.run_id,
         "batch": batch.batch,
         "files": len(batch.files),
@@ -215,9 +225,23 @@ def _commit(spark: SparkSession, settings: Settings, batch: Batch, classified: D
         "started_at": batch.started_at,
         "finished_at": datetime.now(UTC),
     }
-    run = spark.createDataFrame([_run_row(summary, batch)], RUN_SCHEMA)
-    append(run, settings, tables.INGEST_RUNS, txn=(WRITER_ID, batch.batch))
-    return _json_ready(summary)
+
+
+def _checked(
+    spark: SparkSession, settings: Settings, batch: Batch, summary: dict, events: DataFrame, quarantine: DataFrame
+) -> dict:
+    """The quality suites over the batch's rows while they are in memory, once the batch is done (a check that fails
+    to run leaves `validate` to read the rows); an empty batch (blank files only) has nothing to check."""
+    if not summary["lines_read"]:
+        return {"checks": {}, "check_seconds": 0.0}
+    started = time.monotonic()
+    share = F.lit(quarantine_share(summary["quarantined"], summary["lines_read"]))
+    rows = {tables.EVENTS: events, tables.QUARANTINE: quarantine.withColumn("_quarantine_share", share)}
+    passed = check_batch(spark, settings, batch.batch, batch.started_at, rows)
+    return {
+        "checks": {table: "passed" if ok else "failed" for table, ok in passed.items()},
+        "check_seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def _write_batch(settings: Settings, batch: Batch, events: DataFrame, quarantine: DataFrame) -> None:

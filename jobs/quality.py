@@ -1,11 +1,21 @@
 """`lakehouse validate`: the table's Great Expectations suite (expectations/<table>.json) over the rows just written —
-the latest ingest batch or aggregate run, or one day — with the result recorded in `_quality/validations` and
-rendered as GX Data Docs under `_quality/docs`. The publish step refuses tables whose latest validation failed."""
+the ingest batches not aggregated yet (else the latest one), the latest aggregate run, or one day — with the result
+recorded in `_quality/validations` and rendered as GX Data Docs under `_quality/docs`. The publish step refuses
+tables whose latest validation failed.
+
+Ingest checks each batch's `events` and `quarantine` rows itself while it still holds them in memory (`check_batch`),
+and records the outcome (`checked_by` = ingest). `validate` then takes those outcomes for the batches it covers
+instead of reading the rows again, when each was checked with the same suite and parameters (`suite_digest`); its own
+record (`checked_by` = validate) is what the publish gate reads.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
@@ -23,12 +33,16 @@ from lakehouse.aggregate import unaggregated_batches
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError, QualityGateFailed
 from lakehouse.session import spark_session
-from lakehouse.storage import append, read, utc_from_micros
+from lakehouse.storage import append, peek, read
 
 VALIDATION_SCHEMA = (
     "validation_id string, table_name string, scope string, validated_at timestamp, success boolean, rows long, "
-    "failed array<string>, result string, docs string"
+    "failed array<string>, result string, docs string, checked_by string, suite_digest string"
 )
+INGEST, VALIDATE = "ingest", "validate"
+# The ingest tables, checked by ingest per batch.
+BATCH_TABLES = (tables.EVENTS, tables.QUARANTINE)
+RUN_COLUMNS = ["batch", "started_at", "event_dates", "quarantined", "lines_read"]
 SAMPLE_SIZE = 20
 
 # Columns the suites compare with, derived from each row itself.
@@ -59,23 +73,44 @@ def checkable(table: str, rows: DataFrame) -> DataFrame:
 
 
 def validate(settings: Settings, table: str, day: date | None = None) -> dict:
-    """Validates the rows `table` last got (or those of `day`); records and returns the result. Raises
+    """Validates the rows `table` last got (or those of `day`), taking over ingest's checks of those batches when they
+    ran with the suite and parameters a check now would use; records and returns the result. Raises
     QualityGateFailed, naming the failed expectations, when the suite fails."""
     if table not in CHECK_COLUMNS:
         raise LakehouseError(f"no suite for table {table!r}; one of: {', '.join(TABLES)}")
+    batches = _batches_in_scope(settings) if table in BATCH_TABLES and day is None else None
+    record = _checked_at_ingest(settings, table, batches) if batches else None
+    if record is None:
+        import_gx_meanwhile()
     spark = spark_session(settings)
-    scope = _scope(spark, settings, table, day)
-    record = check(settings, table, scope)
-    _record(spark, settings, record)
+    if record is None:
+        scope = _scope(spark, settings, table, day, batches)
+        record = check(settings, table, scope)
+    _record(spark, settings, record | {"checked_by": VALIDATE})
     if not record["success"]:
         failed = ", ".join(record["failed"])
-        raise QualityGateFailed(f"{table} ({scope.label}) failed {failed}; report: {record['docs']}")
-    return {key: record[key] for key in ("table_name", "scope", "success", "rows", "failed", "docs")}
+        raise QualityGateFailed(f"{table} ({record['scope']}) failed {failed}; report: {record['docs']}")
+    summary = {key: record[key] for key in ("table_name", "scope", "success", "rows", "failed", "docs")}
+    return summary | {"checked_at_ingest": record["checked_by"] == INGEST}
+
+
+def check_batch(
+    spark: SparkSession, settings: Settings, batch: int, started_at: datetime, rows: dict[str, DataFrame]
+) -> dict[str, bool]:
+    """Checks and records the rows one ingest batch wrote (`rows`: per table in BATCH_TABLES, the quarantine rows
+    with `_quarantine_share`); whether each table's suite passed. Gates nothing: `validate` does."""
+    outcome = {}
+    for table in BATCH_TABLES:
+        record = check(settings, table, Scope(f"batch {batch}", rows[table], parameters(settings, started_at)))
+        _record(spark, settings, record | {"checked_by": INGEST})
+        outcome[table] = record["success"]
+    return outcome
 
 
 def check(settings: Settings, table: str, scope: Scope) -> dict:
     """The result of the table's suite over the rows of `scope`, with Data Docs pages for it."""
-    suite = load_suite(Path(settings.quality.suites) / f"{table}.json")
+    suite_path = Path(settings.quality.suites) / f"{table}.json"
+    suite = load_suite(suite_path)
     rows = checkable(table, scope.rows).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # A pass/fail answer takes few Spark jobs; the counts, samples and row ids of what failed take many more,
@@ -86,17 +121,36 @@ def check(settings: Settings, table: str, scope: Scope) -> dict:
         record["rows"] = rows.count()
     finally:
         rows.unpersist()
-    return record
+    return record | {"suite_digest": suite_digest(suite_path, scope.parameters), "checked_by": None}
+
+
+def suite_digest(suite_path: Path, suite_parameters: dict[str, Any]) -> str:
+    """What a check's outcome depends on besides the rows: the suite file's bytes and the parameters' values."""
+    listed = json.dumps(suite_parameters, sort_keys=True, default=_text)
+    return hashlib.sha256(suite_path.read_bytes() + b"\0" + listed.encode()).hexdigest()
 
 
 def failed_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
-    """Each table whose latest validation failed, with what failed."""
+    """Each table whose latest validation failed, or whose rows failed ingest's own check since, with what failed
+    (ingest's passing checks clear nothing: a later batch passing says nothing of an earlier one)."""
     validations = read(spark, settings, tables.VALIDATIONS)
     if validations is None:
         return {}
-    latest = Window.partitionBy("table_name").orderBy(F.col("validated_at").desc())
-    rows = validations.withColumn("_n", F.row_number().over(latest)).where("_n = 1 AND NOT success").collect()
-    return {row["table_name"]: f"{row['scope']}: {', '.join(row['failed'])}" for row in rows}
+    by = F.col("checked_by") if "checked_by" in validations.columns else F.lit(None).cast("string")
+    picked = validations.select("table_name", "scope", "success", "failed", by.alias("by"), "validated_at")
+    failed: dict[str, str] = {}
+    for row in picked.orderBy("validated_at").collect():
+        if row["by"] != INGEST:
+            failed.pop(row["table_name"], None)
+        if not row["success"]:
+            failed[row["table_name"]] = f"{row['scope']}: {', '.join(row['failed'])}"
+    return failed
+
+
+def import_gx_meanwhile() -> None:
+    """Imports GX (~4 s) in a thread, so that it overlaps the JVM's start rather than following it; the first
+    `import great_expectations` of this process waits for it to finish."""
+    threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
 
 
 def load_suite(path: Path) -> Any:
@@ -127,11 +181,11 @@ def parameters(settings: Settings, ingested_by: datetime) -> dict[str, Any]:
     }
 
 
-def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None) -> Scope:
+def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None, batches: list[dict] | None) -> Scope:
     suite_parameters = parameters(settings, datetime.now(UTC))
     stored = _table(spark, settings, table)
-    if table in (tables.EVENTS, tables.QUARANTINE):
-        return _ingest_scope(spark, settings, table, stored, day)
+    if table in BATCH_TABLES:
+        return _ingest_scope(settings, table, stored, day, batches)
     if day is not None:
         return Scope(day.isoformat(), stored.where(F.col("event_date") == day), suite_parameters)
     runs = read(spark, settings, tables.AGGREGATE_RUNS)
@@ -142,37 +196,110 @@ def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None
     return Scope(label, stored.where(F.col("event_date").isin(last["days"])), suite_parameters)
 
 
-def _ingest_scope(spark: SparkSession, settings: Settings, table: str, stored: DataFrame, day: date | None) -> Scope:
-    """The rows of the ingest batches not aggregated yet (or of the latest batch if none), or of `day` (event date
-    for `events`, ingest date for `quarantine`)."""
-    runs = read(spark, settings, tables.INGEST_RUNS)
-    if runs is None:
+def _ingest_scope(
+    settings: Settings, table: str, stored: DataFrame, day: date | None, batches: list[dict] | None
+) -> Scope:
+    """The rows of `batches` (`_batches_in_scope`), or of `day` (event date for `events`, ingest date for
+    `quarantine`)."""
+    runs = peek(settings, tables.INGEST_RUNS, RUN_COLUMNS)
+    if not runs:
         raise LakehouseError(f"nothing to validate in {table}: no ingest batch yet")
     ingested_by = datetime.now(UTC)
     if day is not None:
-        runs = runs.where(F.to_date("started_at") == day)
+        runs = [run for run in runs if run["started_at"].astimezone(UTC).date() == day]
         label = day.isoformat()
         date_column = "event_date" if table == tables.EVENTS else "ingest_date"
         rows = stored.where(F.col(date_column) == day)
     else:
-        # Every batch still waiting for the aggregates (a backlog is ingested as several), else the latest one.
-        checked = unaggregated_batches(settings) or [runs.agg(F.max("batch")).first()[0]]
-        runs = runs.where(F.col("batch").isin(checked))
-        picked = runs.select("event_dates", F.unix_micros("started_at").alias("started_us")).collect()
-        label = f"batch {checked[0]}" if len(checked) == 1 else f"batches {checked[0]}–{checked[-1]}"
-        started = [row["started_us"] for row in picked]
-        ingested_by = utc_from_micros(max(started))
+        runs = batches or []
+        label = _label(runs)
+        started = [run["started_at"] for run in runs]
+        ingested_by = max(started)
         partitions = (
-            F.col("event_date").isin(sorted({touched for row in picked for touched in row["event_dates"]}))
+            F.col("event_date").isin(sorted({touched for run in runs for touched in run["event_dates"]}))
             if table == tables.EVENTS
-            else F.col("ingest_date").isin(sorted({utc_from_micros(us).date() for us in started}))
+            else F.col("ingest_date").isin(sorted({moment.astimezone(UTC).date() for moment in started}))
         )
-        rows = stored.where(partitions & F.unix_micros("ingested_at").isin(started))
+        rows = stored.where(partitions & F.unix_micros("ingested_at").isin([_micros(m) for m in started]))
     if table == tables.QUARANTINE:
-        totals = runs.agg(F.sum("quarantined").alias("bad"), F.sum("lines_read").alias("lines")).first()
-        share = totals["bad"] / totals["lines"] if totals["lines"] else 0.0
-        rows = rows.withColumn("_quarantine_share", F.lit(share))
+        lines = sum(run["lines_read"] for run in runs)
+        rows = rows.withColumn("_quarantine_share", F.lit(quarantine_share(sum(r["quarantined"] for r in runs), lines)))
     return Scope(label, rows, parameters(settings, ingested_by))
+
+
+def quarantine_share(quarantined: int, lines_read: int) -> float:
+    """The share of lines quarantine took, as the quarantine suite's `_quarantine_share` column holds it."""
+    return quarantined / lines_read if lines_read else 0.0
+
+
+def _batches_in_scope(settings: Settings) -> list[dict]:
+    """The `ingest_runs` rows (RUN_COLUMNS) of the batches a validation without a day covers: every batch still
+    waiting for the aggregates (a backlog is ingested as several), else the latest one; none before the first."""
+    runs = peek(settings, tables.INGEST_RUNS, RUN_COLUMNS) or []
+    waiting = set(unaggregated_batches(settings))
+    picked = [run for run in runs if run["batch"] in waiting] or sorted(runs, key=lambda run: run["batch"])[-1:]
+    return sorted(picked, key=lambda run: run["batch"])
+
+
+def _label(runs: list[dict]) -> str:
+    numbers = [run["batch"] for run in runs]
+    return f"batch {numbers[0]}" if len(numbers) == 1 else f"batches {numbers[0]}–{numbers[-1]}"
+
+
+def _text(value: Any) -> str:
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _micros(moment: datetime) -> int:
+    return round(moment.timestamp() * 1_000_000)
+
+
+def _checked_at_ingest(settings: Settings, table: str, batches: list[dict]) -> dict | None:
+    """One record of ingest's own checks of `batches`, when ingest checked each of them with the suite and parameters
+    a check now would use; None otherwise (a batch ingested before ingest checked, a suite or setting changed)."""
+    suite_path = Path(settings.quality.suites) / f"{table}.json"
+    recorded = peek(settings, tables.VALIDATIONS, None) or []
+    if not suite_path.is_file() or not recorded or "checked_by" not in recorded[0]:
+        return None
+    latest = {}
+    for record in sorted(recorded, key=lambda record: record["validated_at"]):
+        if record["checked_by"] == INGEST and record["table_name"] == table:
+            latest[record["scope"]] = record
+    checked = [latest.get(_label([run])) for run in batches]
+    wanted = [suite_digest(suite_path, parameters(settings, run["started_at"])) for run in batches]
+    if any(record is None or record["suite_digest"] != digest for record, digest in zip(checked, wanted, strict=True)):
+        return None
+    return _combined(table, _label(batches), checked)
+
+
+def _combined(table: str, label: str, records: list[dict]) -> dict:
+    """Per-batch records as one: an expectation fails if it failed in any batch; counts are summed; the samples are
+    those of the first batch that broke it."""
+    checks: dict[str, dict] = {}
+    for record in records:
+        for found in json.loads(record["result"]):
+            kept = checks.get(found["name"])
+            if kept is None:
+                checks[found["name"]] = found
+                continue
+            if not found["success"] and kept["success"]:
+                kept.update({key: found[key] for key in ("success", "sample", "rows", "error")})
+            for key in ("element_count", "unexpected_count"):
+                kept[key] = None if kept[key] is None or found[key] is None else kept[key] + found[key]
+            kept["unexpected_percent"] = None
+    return {
+        "validation_id": str(uuid.uuid4()),
+        "table_name": table,
+        "scope": label,
+        "validated_at": datetime.now(UTC),
+        "success": all(record["success"] for record in records),
+        "rows": sum(record["rows"] for record in records),
+        "failed": sorted({name for record in records for name in record["failed"]}),
+        "checks": list(checks.values()),
+        "docs": records[-1]["docs"],
+        "suite_digest": None,
+        "checked_by": INGEST,
+    }
 
 
 def _table(spark: SparkSession, settings: Settings, table: str) -> DataFrame:
@@ -297,5 +424,6 @@ def _record(spark: SparkSession, settings: Settings, record: dict) -> None:
     row = (
         record["validation_id"], record["table_name"], record["scope"], record["validated_at"], record["success"],
         record["rows"], record["failed"], json.dumps(record["checks"], default=str), record["docs"],
+        record["checked_by"], record["suite_digest"],
     )  # fmt: skip
-    append(spark.createDataFrame([row], VALIDATION_SCHEMA), settings, tables.VALIDATIONS)
+    append(spark.createDataFrame([row], VALIDATION_SCHEMA), settings, tables.VALIDATIONS, new_columns=True)

@@ -55,9 +55,13 @@ def append(
     table: str,
     partitions: tuple[str, ...] = (),
     txn: tuple[str, int] | None = None,
+    new_columns: bool = False,
 ) -> None:
-    """Appends `frame` to `table`; with `txn` = (writer, version), at most once: Delta skips a write it already has."""
+    """Appends `frame` to `table`; with `txn` = (writer, version), at most once: Delta skips a write it already has.
+    `new_columns`: columns `frame` has and the table not yet are added to it (a table written by an older version)."""
     writer = frame.write.format("delta").mode("append").partitionBy(*partitions)
+    if new_columns:
+        writer = writer.option("mergeSchema", "true")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(tables.table_path(settings, table))
@@ -76,10 +80,10 @@ def replace_days(frame: DataFrame, settings: Settings, table: str, days: Iterabl
     )
 
 
-def peek(settings: Settings, table: str, columns: list[str]) -> list[dict] | None:
-    """`columns` of a small table, read through delta-rs rather than Spark: for the checks that must not start a
-    JVM (the DAGs' gates) and the state tables a command reads before its work (a Spark read of a small table is a
-    job or two, ~1 s, and several on a cold JVM). None before the table's first write."""
+def peek(settings: Settings, table: str, columns: list[str] | None) -> list[dict] | None:
+    """`columns` (None: all) of a small table, read through delta-rs rather than Spark: for the checks that must not
+    start a JVM (the DAGs' gates) and the state tables a command reads before its work (a Spark read of a small table
+    is a job or two, ~1 s, and several on a cold JVM). None before the table's first write."""
     import pyarrow
     from deltalake import QueryBuilder
 
@@ -88,7 +92,7 @@ def peek(settings: Settings, table: str, columns: list[str]) -> list[dict] | Non
         return None
     # Scanned by delta-rs's own engine: the pyarrow dataset of `to_pyarrow_table` leaves threads that, on S3, often
     # abort the process as it exits ("terminate called without an active exception"), after the answer was printed.
-    listed = ", ".join(f'"{column}"' for column in columns)
+    listed = "*" if columns is None else ", ".join(f'"{column}"' for column in columns)
     return pyarrow.table(QueryBuilder().register("t", found).execute(f"SELECT {listed} FROM t").read_all()).to_pylist()
 
 

@@ -185,7 +185,8 @@ def test_too_much_quarantine_fails_the_gate_blocks_publishing_and_is_recorded(
 ) -> None:
     noon = datetime(2024, 7, 9, 12)
     land(landing, "mostly-bad.json", [event_line("ok-1", noon), event_line("ok-2", noon), "{not json", "[]"])
-    ingest(settings)
+    [summary] = ingest(settings)
+    assert summary["checks"] == {tables.EVENTS: "passed", tables.QUARANTINE: "failed"}
     assert validate(settings, tables.EVENTS)["success"]
 
     with pytest.raises(QualityGateFailed, match=r"quarantine \(batch 1\) failed .*_quarantine_share"):
@@ -194,7 +195,8 @@ def test_too_much_quarantine_fails_the_gate_blocks_publishing_and_is_recorded(
     assert failed_tables(spark, settings) == {
         tables.QUARANTINE: "batch 1: expect_column_values_to_be_between(_quarantine_share)"
     }
-    [recorded] = table(spark, settings, tables.VALIDATIONS).where(~F.col("success")).collect()
+    by_validate = (F.col("checked_by") == "validate") & ~F.col("success")
+    [recorded] = table(spark, settings, tables.VALIDATIONS).where(by_validate).collect()
     [share] = [c for c in json.loads(recorded["result"]) if not c["success"]]
     assert set(share["sample"]) == {0.5} and share["unexpected_count"] == 2
     # The gate: publish refuses before it contacts Trino (none runs for this lake), so nothing is published.
@@ -202,7 +204,9 @@ def test_too_much_quarantine_fails_the_gate_blocks_publishing_and_is_recorded(
         publish(settings)
 
 
-def test_a_backlog_ingested_as_several_batches_is_validated_whole(settings: Settings, landing: Path) -> None:
+def test_a_backlog_ingested_as_several_batches_is_validated_whole(
+    settings: Settings, landing: Path, spark: SparkSession
+) -> None:
     """One file per batch (max_batch_bytes 1): the bad countries of the first batch fail the gate of the run."""
     noon = datetime(2024, 7, 9, 12)
     land(landing, "a-bad-country.json", [event_line(f"x{i}", noon, country="XX") for i in range(3)])
@@ -210,11 +214,45 @@ def test_a_backlog_ingested_as_several_batches_is_validated_whole(settings: Sett
     one_file_each = settings.model_copy(update={"ingest": settings.ingest.model_copy(update={"max_batch_bytes": 1})})
     assert [summary["batch"] for summary in ingest(one_file_each)] == [1, 2]
 
+    # Ingest's own check of batch 1 failed: batch 2 passing its own does not hide that from the publish gate.
+    assert failed_tables(spark, one_file_each) == {tables.EVENTS: "batch 1: expect_column_values_to_be_in_set(country)"}
     with pytest.raises(QualityGateFailed, match=r"events \(batches 1–2\) failed expect_column_values_to_be_in_set"):
         validate(one_file_each, tables.EVENTS)
 
     aggregate(one_file_each)
     assert validate(one_file_each, tables.EVENTS)["scope"] == "batch 2", "once aggregated, the latest batch"
+
+
+def test_ingest_checks_each_batch_and_validate_takes_its_outcome(
+    settings: Settings, landing: Path, spark: SparkSession
+) -> None:
+    """Ingest runs both suites over the batch it holds in memory and records them; `validate` then reports those
+    outcomes without reading the rows again, and records its own verdict, the one publish reads."""
+    noon = datetime(2024, 7, 9, 12)
+    land(landing, "day.json", [event_line(f"d{i}", noon + timedelta(minutes=i)) for i in range(30)] + ["{broken"])
+    [summary] = ingest(settings)
+    assert summary["checks"] == {tables.EVENTS: "passed", tables.QUARANTINE: "passed"} and summary["check_seconds"] > 0
+    by_ingest = table(spark, settings, tables.VALIDATIONS).where(F.col("checked_by") == "ingest").collect()
+    assert {(r["table_name"], r["scope"], r["success"], r["rows"]) for r in by_ingest} == {
+        (tables.EVENTS, "batch 1", True, 30), (tables.QUARANTINE, "batch 1", True, 1)
+    }  # fmt: skip
+    result = validate(settings, tables.EVENTS)
+    assert (result["checked_at_ingest"], result["scope"], result["rows"]) == (True, "batch 1", 30) and result["success"]
+    [by_validate] = table(spark, settings, tables.VALIDATIONS).where(F.col("checked_by") == "validate").collect()
+    assert (by_validate["table_name"], by_validate["rows"], by_validate["success"]) == (tables.EVENTS, 30, True)
+
+
+def test_a_changed_setting_makes_validate_read_the_rows_again(settings: Settings, landing: Path) -> None:
+    """A check is taken over only under the suite and parameters it ran with: with other countries allowed, the
+    rows are read and checked again, and fail where ingest's check passed."""
+    noon = datetime(2024, 7, 9, 12)
+    land(landing, "de.json", [event_line(f"g{i}", noon, country="DE") for i in range(5)])
+    [summary] = ingest(settings)
+    assert summary["checks"][tables.EVENTS] == "passed"
+    others = settings.model_copy(update={"quality": settings.quality.model_copy(update={"countries": ("FR",)})})
+    with pytest.raises(QualityGateFailed, match=r"events \(batch 1\) failed expect_column_values_to_be_in_set"):
+        validate(others, tables.EVENTS)
+    assert validate(settings, tables.EVENTS)["checked_at_ingest"]
 
 
 def test_cli_validate_exits_1_naming_the_failed_expectation(cli_env: dict[str, str], landing: Path) -> None:

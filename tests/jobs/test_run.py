@@ -23,7 +23,7 @@ from tests.lake import version
 
 WRITTEN = (
     tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
-    tables.INGEST_BATCHES, tables.AGGREGATE_RUNS, tables.VALIDATIONS,
+    tables.INGEST_BATCHES, tables.EVENT_IDS, tables.AGGREGATE_RUNS, tables.VALIDATIONS,
 )  # fmt: skip
 FIRST_STAGES = [
     "generate", "ingest", "validate", "validate", "aggregate", "validate", "validate", "trino", "publish",

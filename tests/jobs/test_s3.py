@@ -174,8 +174,13 @@ def test_trino_reads_the_s3_tables_as_spark_wrote_them(s3_lake: S3Lake, local_la
 
 @pytest.mark.slow
 def test_validation_results_go_to_the_lake_and_reports_to_the_local_quality_dir(s3_lake: S3Lake) -> None:
-    [recorded] = peek(s3_lake.settings, tables.VALIDATIONS, ["table_name", "success", "docs"])
-    assert recorded == {"table_name": tables.EVENTS, "success": True, "docs": s3_lake.printed["validate"]["docs"]}
+    recorded = peek(s3_lake.settings, tables.VALIDATIONS, ["table_name", "success", "docs", "checked_by"])
+    docs = s3_lake.printed["validate"]["docs"]
+    assert sorted(recorded, key=lambda row: (row["checked_by"], row["table_name"])) == [
+        {"table_name": tables.EVENTS, "success": True, "docs": docs, "checked_by": "ingest"},
+        {"table_name": tables.QUARANTINE, "success": True, "docs": docs, "checked_by": "ingest"},
+        {"table_name": tables.EVENTS, "success": True, "docs": docs, "checked_by": "validate"},
+    ]
     assert Path(s3_lake.settings.quality.dir, "docs", "index.html").is_file()
 
 
