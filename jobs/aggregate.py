@@ -49,11 +49,14 @@ def user_activity(activity_rows: DataFrame) -> DataFrame:
 
 
 def event_stats(activity_rows: DataFrame) -> DataFrame:
-    """`daily_event_stats`: all events per (`event_date`, `event_type`, `country`), and the distinct users among them
-    (exact: `activity` has one row per user and key, so counting its non-null `user_id`s counts distinct users)."""
+    """`daily_event_stats`: all events per (`event_date`, `event_type`, `country`), the distinct users among them
+    (exact: `activity` has one row per user and key, so counting its non-null `user_id`s counts distinct users), and
+    the events without a user (`anonymous_events`: what `bi.event_usage` adds to `daily_user_activity` without
+    reading it a second time)."""
     return activity_rows.groupBy(*STATS_KEYS).agg(
         F.sum("events").alias("events"),
         F.count("user_id").alias("unique_users"),
+        F.sum(F.when(F.col("user_id").isNull(), F.col("events")).otherwise(0)).alias("anonymous_events"),
     )
 
 
@@ -76,6 +79,7 @@ def aggregate(settings: Settings, days: Iterable[date] | None = None) -> dict:
 def _aggregate(spark: SparkSession, settings: Settings, asked: Iterable[date] | None) -> dict:
     started_at, clock = datetime.now(UTC), time.monotonic()
     batches, days = ([], sorted(set(asked))) if asked is not None else _pending(spark, settings)
+    days = sorted({*days, *_without_anonymous_events(spark, settings)}) if days else days
     users, stats = _rebuild(spark, settings, days) if days else (0, 0)
     run_id = str(uuid.uuid4())
     if days or batches:
@@ -111,6 +115,15 @@ def _pending(spark: SparkSession, settings: Settings) -> tuple[list[int], list[d
     return sorted(row["batch"] for row in pending), sorted(days)
 
 
+def _without_anonymous_events(spark: SparkSession, settings: Settings) -> list[date]:
+    """Every day of a `daily_event_stats` written before it had `anonymous_events` (rebuilt once, with the days a run
+    rebuilds anyway: `bi.event_usage` reads the column)."""
+    stats = read(spark, settings, tables.DAILY_EVENT_STATS)
+    if stats is None or "anonymous_events" in stats.columns:
+        return []
+    return [row["event_date"] for row in stats.select("event_date").distinct().collect()]
+
+
 def _rebuild(spark: SparkSession, settings: Settings, days: list[date]) -> tuple[int, int]:
     """Replaces `days` in both gold tables; the row counts written to each."""
     events = read(spark, settings, tables.EVENTS)
@@ -120,7 +133,7 @@ def _rebuild(spark: SparkSession, settings: Settings, days: list[date]) -> tuple
     try:
         users, stats = user_activity(rows), event_stats(rows)
         replace_days(_clustered(users), settings, tables.DAILY_USER_ACTIVITY, days)
-        replace_days(_clustered(stats), settings, tables.DAILY_EVENT_STATS, days)
+        replace_days(_clustered(stats), settings, tables.DAILY_EVENT_STATS, days, new_columns=True)
         return users.count(), stats.count()
     finally:
         rows.unpersist()

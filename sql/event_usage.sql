@@ -8,12 +8,7 @@ SECURITY INVOKER AS
 SELECT event_date, event_type, country, user_id, events
 FROM lake.daily_user_activity
 UNION ALL
--- A day's anonymous events: all its events (daily_event_stats) less those of known users (daily_user_activity).
-SELECT event_date, event_type, country, CAST(NULL AS varchar) AS user_id, sum(events) AS events
-FROM (
-    SELECT event_date, event_type, country, events FROM lake.daily_event_stats
-    UNION ALL
-    SELECT event_date, event_type, country, -events FROM lake.daily_user_activity
-)
-GROUP BY event_date, event_type, country
-HAVING sum(events) <> 0
+-- A day's anonymous events per type and country, counted by aggregate: daily_user_activity is read once.
+SELECT event_date, event_type, country, CAST(NULL AS varchar) AS user_id, anonymous_events AS events
+FROM lake.daily_event_stats
+WHERE anonymous_events > 0

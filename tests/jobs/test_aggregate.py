@@ -54,9 +54,9 @@ def test_gold_rows_from_a_handful_of_events(spark: SparkSession) -> None:
     assert_df_equality(
         event_stats(rows),
         spark.createDataFrame(
-            [(d1, "login", "DE", 4, 2), (d1, "login", None, 2, 1),
-             (d2, "login", "DE", 1, 1), (d2, "search", "FR", 1, 0)],
-            "event_date date, event_type string, country string, events long, unique_users long",
+            [(d1, "login", "DE", 4, 2, 1), (d1, "login", None, 2, 1, 1),
+             (d2, "login", "DE", 1, 1, 0), (d2, "search", "FR", 1, 0, 1)],
+            "event_date date, event_type string, country string, events long, unique_users long, anonymous_events long",
         ),
         ignore_row_order=True,
         ignore_nullable=True,
@@ -68,9 +68,10 @@ def test_gold_rows_from_a_handful_of_events(spark: SparkSession) -> None:
 
 def expected_gold(files: list[str]) -> tuple[dict, dict]:
     """Both gold tables computed in plain Python from the raw files: keyed rows of (events, first, last) in epoch
-    micros, and (events, unique users)."""
+    micros, and (events, unique users, anonymous events)."""
     users: dict[tuple, list[int]] = defaultdict(list)
     stats_events: Counter = Counter()
+    anonymous: Counter = Counter()
     stats_users: dict[tuple, set] = defaultdict(set)
     for _, event in audit(files).events:
         millis = event["meta"]["created_at"]
@@ -81,8 +82,10 @@ def expected_gold(files: list[str]) -> tuple[dict, dict]:
         if user is not None:
             users[(day, user, event["data"]["type"], country)].append(millis * 1000)
             stats_users[key].add(user)
+        else:
+            anonymous[key] += 1
     user_rows = {key: (len(times), min(times), max(times)) for key, times in users.items()}
-    stats_rows = {key: (n, len(stats_users[key])) for key, n in stats_events.items()}
+    stats_rows = {key: (n, len(stats_users[key]), anonymous[key]) for key, n in stats_events.items()}
     return user_rows, stats_rows
 
 
@@ -102,7 +105,8 @@ def stored_gold(spark: SparkSession, settings: Settings) -> tuple[dict, dict]:
     )  # fmt: skip
     stats = table(spark, settings, tables.DAILY_EVENT_STATS)
     user_rows = {(r[0], r[1], r[2], r[3]): (r[4], r[5], r[6]) for r in users.collect()}
-    stats_rows = {(r["event_date"], r["event_type"], r["country"]): (r["events"], r["unique_users"])
+    stats_rows = {(r["event_date"], r["event_type"], r["country"]): (r["events"], r["unique_users"],
+                                                                     r["anonymous_events"])
                   for r in stats.collect()}  # fmt: skip
     return user_rows, stats_rows
 
@@ -125,7 +129,8 @@ def test_gold_tables_equal_the_oracle(lake: Settings, spark: SparkSession) -> No
     assert users == expected_users
     assert stats == expected_stats
     # The inputs cover what the tables must get right: anonymous events, events without a country, late days.
-    assert any(n_users < n_events for n_events, n_users in stats.values())
+    assert any(n_users < n_events for n_events, n_users, _ in stats.values())
+    assert any(n_anonymous for *_, n_anonymous in stats.values())
     assert min(day for day, *_ in stats) < START
 
 
@@ -175,6 +180,7 @@ def test_day_with_only_anonymous_events(settings: Settings, landing: Path, spark
     assert (row["event_date"], row["event_type"], row["country"], row["events"], row["unique_users"]) == (
         date(2024, 8, 1), "login", "NL", 5, 0
     )  # fmt: skip
+    assert row["anonymous_events"] == 5
 
 
 def test_explicit_days_are_replaced_not_added(
@@ -189,6 +195,24 @@ def test_explicit_days_are_replaced_not_added(
     assert first["days"] == second["days"] == [day.isoformat()] and first["batches"] == []
     assert first["user_activity_rows"] == second["user_activity_rows"] == sum(k[0] == day for k in before[0])
     assert stored_gold(spark, settings) == before
+
+
+def test_stats_written_before_anonymous_events_are_rebuilt_whole(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """`daily_event_stats` without `anonymous_events` (an older version's): the next run that rebuilds any day
+    rebuilds every day of it, so `bi.event_usage` never reads a day without the column."""
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    path = tables.table_path(settings, tables.DAILY_EVENT_STATS)
+    older = spark.read.format("delta").load(path).drop("anonymous_events").localCheckpoint()
+    older.write.format("delta").mode("overwrite").option("overwriteSchema", "true").partitionBy("event_date").save(path)
+    day = START + timedelta(days=1)
+
+    summary = aggregate(settings, [day])
+
+    all_days = sorted({key[0].isoformat() for key in expected_gold(landed(settings))[1]})
+    assert summary["days"] == all_days and len(all_days) > 1
+    assert stored_gold(spark, settings) == expected_gold(landed(settings))
 
 
 def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make_settings, spark: SparkSession) -> None:

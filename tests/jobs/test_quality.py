@@ -105,10 +105,10 @@ def test_each_broken_aggregate_rule_is_named(settings: Settings, spark: SparkSes
         "last_seen timestamp",
     )  # fmt: skip
     stats = spark.createDataFrame(
-        [(DAY, "login", "DE", 5, 2), (DAY, "login", "DE", 1, 1), (DAY, "search", "DE", 0, 0),
-         (DAY, "search", "FR", 2, -1), (DAY, "order", "FR", 2, 3), (DAY, "bad type", "FR", 1, 1),
-         (DAY, "login", "XX", 1, 1)],
-        "event_date date, event_type string, country string, events long, unique_users long",
+        [(DAY, "login", "DE", 5, 2, 1), (DAY, "login", "DE", 1, 1, 0), (DAY, "search", "DE", 0, 0, 0),
+         (DAY, "search", "FR", 2, -1, 0), (DAY, "order", "FR", 2, 3, 0), (DAY, "bad type", "FR", 1, 1, 0),
+         (DAY, "login", "XX", 1, 1, 0), (DAY, "signup", "DE", 1, 0, 2), (DAY, "logout", "DE", 1, 1, -1)],
+        "event_date date, event_type string, country string, events long, unique_users long, anonymous_events long",
     )  # fmt: skip
     given = parameters(settings, INGESTED) | {"country_mostly": 0.9}
     user_record = check(settings, tables.DAILY_USER_ACTIVITY, Scope("broken", users, given))
@@ -123,7 +123,9 @@ def test_each_broken_aggregate_rule_is_named(settings: Settings, spark: SparkSes
         "expect_compound_columns_to_be_unique(event_date, user_id, event_type, country)",
     ]
     assert stats_record["failed"] == [
+        "expect_column_pair_values_a_to_be_greater_than_b(events, anonymous_events)",
         "expect_column_pair_values_a_to_be_greater_than_b(events, unique_users)",
+        "expect_column_values_to_be_between(anonymous_events)",
         "expect_column_values_to_be_between(events)",
         "expect_column_values_to_be_between(unique_users)",
         "expect_column_values_to_be_in_set(country)",
