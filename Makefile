@@ -35,7 +35,7 @@ lint: setup
 test: lint
 	$(BIN)/python -m pytest
 
-# Every benchmark of benchmarks/ on generated data (~21 min on 2 cores): benchmarks/RESULTS.md.
+# Every benchmark of benchmarks/ on generated data (~20 min on 2 cores): benchmarks/RESULTS.md.
 # Sizes: make bench BENCH_ARGS="--question-events 100000000" (all options: .venv/bin/python benchmarks/suite.py -h).
 bench: setup
 	$(BIN)/python benchmarks/suite.py $(BENCH_ARGS)

@@ -22,7 +22,7 @@ from common import OUT, REPO, machine_facts, spread
 
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 FULL_SIZE = {"question-events": 100_000_000, "memory-events": 10_000_000}
-# Defaults for a 2-core machine: the suite takes ~21 min (ingest 9, freshness 4.5; see RESULTS.md). Every ingest run
+# Defaults for a 2-core machine: the suite takes ~20 min (ingest 8, freshness 4.5; see RESULTS.md). Every ingest run
 # pays a per-file cost that does not shrink with the batch (~7.5k type x hour files a day).
 SIZES = {
     "ingest-events": (100_000, "lines per ingest batch: throughput, GX validation share, memory (smaller batch)"),
