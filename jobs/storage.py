@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, TypeVar
 
 from delta.exceptions import (
@@ -132,12 +132,6 @@ def _rust_storage(settings: Settings, location: str) -> dict[str, str] | None:
         # have to name the bucket).
         options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "true"
     return options
-
-
-def utc_from_micros(micros: int) -> datetime:
-    """A timestamp read as epoch micros (`F.unix_micros`) as a UTC datetime: PySpark would turn a timestamp it
-    collects into the local time of this process."""
-    return datetime.fromtimestamp(micros / 1e6, UTC)
 
 
 def retry_on_conflict(work: Callable[[], T], attempts: int = MAX_CONFLICTS) -> T:
