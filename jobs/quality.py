@@ -109,7 +109,7 @@ def check_batch(
 
 def check(settings: Settings, table: str, scope: Scope) -> dict:
     """The result of the table's suite over the rows of `scope`, with Data Docs pages for it."""
-    suite_path = Path(settings.quality.suites) / f"{table}.json"
+    suite_path = _suite_path(settings, table)
     suite = load_suite(suite_path)
     rows = checkable(table, scope.rows).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -201,7 +201,8 @@ def _ingest_scope(
 ) -> Scope:
     """The rows of `batches` (`_batches_in_scope`), or of `day` (event date for `events`, ingest date for
     `quarantine`)."""
-    runs = peek(settings, tables.INGEST_RUNS, RUN_COLUMNS)
+    # `batches` were read from `ingest_runs` already; a day's are read here.
+    runs = peek(settings, tables.INGEST_RUNS, RUN_COLUMNS) if day is not None else batches
     if not runs:
         raise LakehouseError(f"nothing to validate in {table}: no ingest batch yet")
     ingested_by = datetime.now(UTC)
@@ -211,7 +212,6 @@ def _ingest_scope(
         date_column = "event_date" if table == tables.EVENTS else "ingest_date"
         rows = stored.where(F.col(date_column) == day)
     else:
-        runs = batches or []
         label = _label(runs)
         started = [run["started_at"] for run in runs]
         ingested_by = max(started)
@@ -241,6 +241,10 @@ def _batches_in_scope(settings: Settings) -> list[dict]:
     return sorted(picked, key=lambda run: run["batch"])
 
 
+def _suite_path(settings: Settings, table: str) -> Path:
+    return Path(settings.quality.suites) / f"{table}.json"
+
+
 def _label(runs: list[dict]) -> str:
     numbers = [run["batch"] for run in runs]
     return f"batch {numbers[0]}" if len(numbers) == 1 else f"batches {numbers[0]}–{numbers[-1]}"
@@ -257,7 +261,7 @@ def _micros(moment: datetime) -> int:
 def _checked_at_ingest(settings: Settings, table: str, batches: list[dict]) -> dict | None:
     """One record of ingest's own checks of `batches`, when ingest checked each of them with the suite and parameters
     a check now would use; None otherwise (a batch ingested before ingest checked, a suite or setting changed)."""
-    suite_path = Path(settings.quality.suites) / f"{table}.json"
+    suite_path = _suite_path(settings, table)
     recorded = peek(settings, tables.VALIDATIONS, None) or []
     if not suite_path.is_file() or not recorded or "checked_by" not in recorded[0]:
         return None
