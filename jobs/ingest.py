@@ -99,7 +99,6 @@ def ingest(settings: Settings) -> list[dict]:
     Another run working at the same time makes Delta refuse a commit: the batch is then planned again, which
     picks up whatever the other run committed, so neither duplicates nor loses anything.
     """
-    import_gx_meanwhile()
     spark = spark_session(settings)
     summaries = []
     more = True
@@ -136,7 +135,11 @@ def unfinished_batches(settings: Settings) -> list[int]:
 
 def _ingest_next(spark: SparkSession, settings: Settings) -> tuple[dict, bool] | None:
     step = _next_batch(spark, settings)
-    return None if step is None else (_run(spark, settings, step.batch), step.more)
+    if step is None:
+        return None
+    # GX (for the batch's checks) loads while the batch runs; a run with nothing to ingest never loads it.
+    import_gx_meanwhile()
+    return _run(spark, settings, step.batch), step.more
 
 
 def _next_batch(spark: SparkSession, settings: Settings) -> Next | None:
