@@ -148,8 +148,8 @@ def failed_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
 
 
 def import_gx_meanwhile() -> None:
-    """Imports GX (~4 s) in a thread, so that it overlaps the JVM's start rather than following it; the first
-    `import great_expectations` of this process waits for it to finish."""
+    """Imports GX (~4 s) in a thread, so that it overlaps other work (validate's JVM start, ingest's batch) rather
+    than following it; the first `import great_expectations` of this process waits for it to finish."""
     threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
 
 
