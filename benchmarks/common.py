@@ -267,6 +267,33 @@ def timed(run: Callable[[str], list], sql: str, repeat: int) -> tuple[list, list
     return rows, millis
 
 
+@dataclass(frozen=True)
+class Interleaved:
+    """What `interleaved` measured, per query name: its rows, the milliseconds of its first (cold) run and of its
+    timed runs."""
+
+    rows: dict[str, list]
+    cold_ms: dict[str, float]
+    millis: dict[str, list[float]]
+
+
+def interleaved(queries: dict[str, tuple[Callable[[str], list], str]], repeat: int, warmup: int) -> Interleaved:
+    """Runs the queries in turns: one round whose times are kept as the cold ones, `warmup` untimed rounds (a
+    server's JIT compiler and caches settle over its first queries, as a long-running one's have), then `repeat`
+    timed rounds, each query once per round, so that every query meets the server in the same state."""
+    rows, cold, millis = {}, {}, {name: [] for name in queries}
+    for round_number in range(1 + warmup + repeat):
+        for name, (run, sql) in queries.items():
+            started = time.perf_counter()
+            answer = run(sql)
+            elapsed = (time.perf_counter() - started) * 1000
+            if round_number == 0:
+                rows[name], cold[name] = answer, elapsed
+            elif round_number > warmup:
+                millis[name].append(elapsed)
+    return Interleaved(rows, cold, millis)
+
+
 def reconciliation_errors(summaries: list[dict], expected: GenerateSummary) -> list[str]:
     """Every way the ingest summaries disagree with themselves or with what the generator wrote."""
     errors = [
