@@ -35,6 +35,7 @@ CLEAN_ROWS = 40
 
 def _events(spark: SparkSession, broken: dict[str, dict]) -> DataFrame:
     """Forty clean events of DAY, plus one row per entry of `broken` (its key is the row's source_file)."""
+
     def row(i: int, source: str, **change: object) -> dict:
         ts = datetime(2024, 7, 9, i % 24, 30, tzinfo=UTC)
         clean = {"event_id": f"e{i}", "event_type": "login", "event_ts": ts, "event_date": DAY, "event_hour": ts.hour,
