@@ -1,8 +1,9 @@
 """`lakehouse aggregate`: the daily gold tables `daily_user_activity` and `daily_event_stats`, rebuilt from `events`
 one whole day at a time, for exactly the days the ingest batches since the last run touched (or the days asked for).
 
-A day is rebuilt by replacing its partition in one commit, so re-running never double counts. The batches a run
-covered are recorded last: a run that dies midway leaves them pending and the next run rebuilds the same days.
+A day is rebuilt by replacing its partition in one commit, so re-running never double counts; many days are rebuilt
+in passes of bounded size, one commit per gold table each. The batches a run covered are recorded last: a run that
+dies midway leaves them pending and the next run rebuilds the same days.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.session import spark_session
-from lakehouse.storage import append, peek, read, replace_days, retry_on_conflict
+from lakehouse.storage import append, peek, read, replace_days, retry_on_conflict, rows_by_partition
 
 USER_ACTIVITY_KEYS = ("event_date", "user_id", "event_type", "country")
 STATS_KEYS = ("event_date", "event_type", "country")
@@ -124,19 +125,40 @@ def _without_anonymous_events(spark: SparkSession, settings: Settings) -> list[d
     return [row["event_date"] for row in stats.select("event_date").distinct().collect()]
 
 
+def passes(days: list[date], events_per_day: dict[date, int | None], max_events: int) -> list[list[date]]:
+    """`days` (sorted) cut into consecutive runs of at most `max_events` events each; a day with more, or of unknown
+    size (None), is a run of its own, and a day missing from `events_per_day` has none."""
+    runs: list[list[date]] = []
+    total = 0
+    for day in days:
+        events = events_per_day.get(day, 0)
+        size = max_events if events is None else events
+        if not runs or total + size > max_events:
+            runs.append([])
+            total = 0
+        runs[-1].append(day)
+        total += size
+    return runs
+
+
 def _rebuild(spark: SparkSession, settings: Settings, days: list[date]) -> tuple[int, int]:
-    """Replaces `days` in both gold tables; the row counts written to each."""
+    """Replaces `days` in both gold tables, a pass of days at a time (`aggregate.max_events_per_pass`: months of
+    history rebuilt at once need no more memory than one pass); the row counts written to each."""
     events = read(spark, settings, tables.EVENTS)
     if events is None:
         raise LakehouseError("no events table yet: run `lakehouse ingest` first")
-    rows = activity(events.where(F.col("event_date").isin(days))).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        users, stats = user_activity(rows), event_stats(rows)
-        replace_days(_clustered(users), settings, tables.DAILY_USER_ACTIVITY, days)
-        replace_days(_clustered(stats), settings, tables.DAILY_EVENT_STATS, days, new_columns=True)
-        return users.count(), stats.count()
-    finally:
-        rows.unpersist()
+    events_per_day = rows_by_partition(settings, tables.EVENTS, "event_date")
+    written = [0, 0]
+    for run in passes(days, events_per_day, settings.aggregate.max_events_per_pass):
+        rows = activity(events.where(F.col("event_date").isin(run))).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            users, stats = user_activity(rows), event_stats(rows)
+            replace_days(_clustered(users), settings, tables.DAILY_USER_ACTIVITY, run)
+            replace_days(_clustered(stats), settings, tables.DAILY_EVENT_STATS, run, new_columns=True)
+            written = [written[0] + users.count(), written[1] + stats.count()]
+        finally:
+            rows.unpersist()
+    return written[0], written[1]
 
 
 def _clustered(frame: DataFrame) -> DataFrame:

@@ -96,6 +96,12 @@ class TrinoSettings(_Section):
     managed: bool = True
 
 
+class AggregateSettings(_Section):
+    # Days are rebuilt in passes of at most this many events (Delta's per-file row counts tell how many a day has; a
+    # bigger day is a pass of its own): what a backfill of months holds in memory at once is one pass's.
+    max_events_per_pass: int = Field(default=20_000_000, ge=1)
+
+
 class AirflowSettings(_Section):
     home: str = "./state/airflow"
     dags_folder: str = "./dags"
@@ -144,6 +150,7 @@ class Settings(_Section):
     spark: SparkSettings = SparkSettings()
     ingest: IngestSettings = IngestSettings()
     quality: QualitySettings = QualitySettings()
+    aggregate: AggregateSettings = AggregateSettings()
     trino: TrinoSettings = TrinoSettings()
     airflow: AirflowSettings = AirflowSettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()

@@ -101,6 +101,23 @@ def peek_version(settings: Settings, table: str) -> int:
     return -1 if found is None else found.version()
 
 
+def rows_by_partition(settings: Settings, table: str, column: str) -> dict[Any, int | None]:
+    """Rows of `table` per value of its partition column `column`, from the row count Delta's log keeps for each file
+    (no data file read, no Spark job); None for a value one of whose files has no count. Empty before the first
+    write."""
+    import pyarrow
+
+    found = _rust_table(settings, table)
+    if found is None:
+        return {}
+    files = pyarrow.table(found.get_add_actions(flatten=True))
+    rows: dict[Any, int | None] = {}
+    for value, count in zip(files[f"partition.{column}"].to_pylist(), files["num_records"].to_pylist(), strict=True):
+        known = rows.get(value, 0)
+        rows[value] = None if known is None or count is None else known + count
+    return rows
+
+
 def _rust_table(settings: Settings, table: str) -> Any:
     """delta-rs's handle on `table` at its latest version, or None before the table's first write."""
     from deltalake import DeltaTable as RustTable

@@ -14,9 +14,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import activity, aggregate, event_stats, unaggregated_batches, user_activity
-from lakehouse.config import Settings
+from lakehouse.aggregate import activity, aggregate, event_stats, passes, unaggregated_batches, user_activity
+from lakehouse.config import AggregateSettings, Settings
 from lakehouse.ingest import ingest
+from lakehouse.storage import rows_by_partition
 from tests.lake import aggregated_lake, copied_lake, event_line, land, table, version
 from tests.oracle import audit
 
@@ -213,6 +214,39 @@ def test_stats_written_before_anonymous_events_are_rebuilt_whole(
     all_days = sorted({key[0].isoformat() for key in expected_gold(landed(settings))[1]})
     assert summary["days"] == all_days and len(all_days) > 1
     assert stored_gold(spark, settings) == expected_gold(landed(settings))
+
+
+def test_days_are_cut_into_passes_of_bounded_events() -> None:
+    d = [START + timedelta(days=n) for n in range(6)]
+    sizes = {d[0]: 40, d[1]: 50, d[2]: 120, d[3]: None, d[5]: 30}  # d[4] has no events
+    assert passes(d, sizes, 100) == [[d[0], d[1]], [d[2]], [d[3], d[4]], [d[5]]]
+    assert passes(d, sizes, 1_000) == [d[:3], [d[3], d[4]], [d[5]]]
+    assert passes(d[:2], sizes, 90) == [d[:2]] and passes(d[:2], sizes, 89) == [[d[0]], [d[1]]]
+    assert passes([], sizes, 100) == []
+
+
+def test_a_rebuild_in_several_passes_equals_one_in_a_single_pass(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """Every day of the lake rebuilt with passes capped below a day's events: one commit per pass in each gold table,
+    and the same rows as the single pass that built the lake."""
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    settings = settings.model_copy(update={"aggregate": AggregateSettings(max_events_per_pass=2_000)})
+    days = sorted({key[0] for key in expected_gold(landed(settings))[1]})
+    per_day = Counter(row["event_date"] for row in table(spark, settings, tables.EVENTS).select("event_date").collect())
+    assert max(per_day.values()) > 2_000 and len(days) > 3  # a day bigger than a pass, and small late days
+    assert rows_by_partition(settings, tables.EVENTS, "event_date") == per_day  # from the Delta log's counts
+    versions = [version(settings, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
+
+    summary = aggregate(settings, days)
+
+    expected_passes = passes(days, dict(per_day), 2_000)
+    assert 1 < len(expected_passes) < len(days)
+    after = [version(settings, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
+    assert [b - a for a, b in zip(versions, after, strict=True)] == [len(expected_passes)] * 2
+    users, stats = expected_gold(landed(settings))
+    assert stored_gold(spark, settings) == (users, stats)
+    assert (summary["user_activity_rows"], summary["event_stats_rows"]) == (len(users), len(stats))
 
 
 def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make_settings, spark: SparkSession) -> None:
