@@ -3,8 +3,10 @@ for row with a plain-Python computation over the raw files (parsed and deduplica
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from lakehouse import tables
 from lakehouse.aggregate import activity, aggregate, event_stats, passes, unaggregated_batches, user_activity
 from lakehouse.config import AggregateSettings, Settings
 from lakehouse.ingest import ingest
-from lakehouse.storage import rows_by_partition
+from lakehouse.session import spark_conf
+from lakehouse.storage import replace_days, rows_by_partition
 from tests.lake import aggregated_lake, copied_lake, event_line, land, table, version
 from tests.oracle import audit
 
@@ -261,6 +264,48 @@ def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make
     for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS):
         assert table(spark, settings, name).where(F.col("event_date") == day).count() == 0
         assert table(spark, settings, name).where(F.col("event_date") != day).count() > 0
+
+
+def page_rows(spark: SparkSession, file: str) -> dict[str, list[int]]:
+    """Rows per page of each column of a Parquet file, from its offset index (what readers skip pages by), read with
+    the Parquet library Spark writes with."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hadoop_file = jvm.org.apache.parquet.hadoop.util.HadoopInputFile.fromPath(jvm.org.apache.hadoop.fs.Path(file), conf)
+    reader = jvm.org.apache.parquet.hadoop.ParquetFileReader.open(hadoop_file)
+    try:
+        pages = defaultdict(list)
+        for block in reader.getFooter().getBlocks():
+            for chunk in block.getColumns():
+                index = reader.readOffsetIndex(chunk)
+                firsts = [index.getFirstRowIndex(n) for n in range(index.getPageCount())] + [block.getRowCount()]
+                pages[chunk.getPath().toDotString()] += [b - a for a, b in pairwise(firsts)]
+        return dict(pages)
+    finally:
+        reader.close()
+
+
+def test_gold_files_have_pages_small_enough_to_skip(tmp_path: Path, make_settings, spark: SparkSession) -> None:
+    """Pages hold at most the configured rows (conf: spark.hadoop.parquet.page.row.count.limit), so that a reader
+    filtering on one type and country of a day, sorted together in its file, skips the other pages."""
+    settings = make_settings(tmp_path / "lake")
+    limit = int(spark_conf(settings)["spark.hadoop.parquet.page.row.count.limit"])
+    day, rows = START, 3 * limit + 7
+    frame = spark.range(rows).select(
+        F.lit(day).alias("event_date"),
+        F.format_string("user-%06d", "id").alias("user_id"),
+        F.format_string("type_%d", F.col("id") % 4).alias("event_type"),
+        F.lit("DE").alias("country"),
+        F.lit(1).cast("long").alias("events"),
+    )
+    replace_days(frame.coalesce(1).sortWithinPartitions("event_type", "user_id"), settings, "pages", [day])
+
+    [file] = table(spark, settings, "pages").inputFiles()
+    pages = page_rows(spark, file)
+    assert {"user_id", "event_type", "country", "events"} <= set(pages)
+    for column, counts in pages.items():
+        assert sum(counts) == rows, column
+        assert max(counts) <= limit and len(counts) >= math.ceil(rows / limit), (column, counts)
 
 
 def test_delta_rs_reads_the_gold_tables(lake: Settings) -> None:
