@@ -71,6 +71,7 @@ def parsed_args() -> argparse.Namespace:
     names = [b.name for b in BENCHMARKS]
     parser.add_argument("--only", nargs="+", choices=names, default=names, help="run only these benchmarks")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"where to write (default {RESULTS})")
+    parser.add_argument("--keep", action="store_true", help="keep each benchmark's work folder under benchmarks/out/")
     for option, (default, help_text) in SIZES.items():
         variable = "BENCH_" + option.upper().replace("-", "_")
         parser.add_argument(f"--{option}", type=int, default=int(os.environ.get(variable, default)),
@@ -81,14 +82,14 @@ def parsed_args() -> argparse.Namespace:
     return args
 
 
-def run(benchmark: Benchmark, sizes: dict[str, int], out: Path) -> dict:
+def run(benchmark: Benchmark, sizes: dict[str, int], out: Path, keep: bool) -> dict:
     """Runs one benchmark script, its output shown as it goes and kept in out/<name>.log; its result with the
     suite's own record of the run (arguments, seconds, load, error)."""
     result_file, log_file = out / f"{benchmark.name}.json", out / f"{benchmark.name}.log"
     result_file.unlink(missing_ok=True)
     arguments = [str(value) for value in benchmark.arguments(sizes)]
     script = REPO / "benchmarks" / f"{benchmark.name}.py"
-    command = [sys.executable, str(script), *arguments, "--json", str(result_file)]
+    command = [sys.executable, str(script), *arguments, "--json", str(result_file), *(["--keep"] if keep else [])]
     load, started = os.getloadavg()[0], time.perf_counter()
     print(f"== {benchmark.name}: {' '.join(arguments)} (load {load:.1f})", flush=True)
     with open(log_file, "w") as log:
@@ -200,7 +201,7 @@ def main() -> int:
     out = OUT / "suite"
     out.mkdir(parents=True, exist_ok=True)
     machine, started = machine_facts(), time.perf_counter()
-    runs = [run(b, sizes, out) for b in BENCHMARKS if b.name in args.only]
+    runs = [run(b, sizes, out, args.keep) for b in BENCHMARKS if b.name in args.only]
     text = render(runs, machine, datetime.now(UTC), commit(), time.perf_counter() - started)
     args.results.write_text(text)
     print(f"wrote {args.results} in {(time.perf_counter() - started) / 60:.1f} min")
