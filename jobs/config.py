@@ -52,7 +52,7 @@ class IngestSettings(_Section):
     max_future_seconds: int = Field(default=86_400, ge=0)
     user_id_paths: tuple[str, ...] = ("data.attributes.user_id", "meta.user_id")
     country_paths: tuple[str, ...] = ("data.attributes.country", "meta.country")
-    max_batch_bytes: int = Field(default=8 * 1024**3, ge=1)
+    max_batch_bytes: int = Field(default=1024**3, ge=1)
 
     @field_validator("min_event_time")
     @classmethod
