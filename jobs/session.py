@@ -38,7 +38,8 @@ _FIXED = {
 # core (a scan still gets at least one task per core; large files are split as before).
 # Parquet pages of at most 2,000 rows (Parquet's default: 20,000): readers skip pages by the page index (min/max per
 # page), so a query on one slice of a sorted file reads about that slice. One type and country of a day is ~6% of a
-# daily_user_activity file; Trino read 40% of its rows with 20,000-row pages and ~10% with 2,000 (files 1% larger).
+# daily_user_activity file (20M events, 20 types); Trino read 42% of its rows with 20,000-row pages and 10% with
+# 2,000 (files 1% larger; benchmarks/question.py, README "How aggregates work").
 _DEFAULTS = {
     "spark.databricks.delta.snapshotPartitions": "4",
     "spark.sql.files.openCostInBytes": str(128 * 1024),
