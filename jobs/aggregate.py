@@ -1,9 +1,10 @@
 """`lakehouse aggregate`: the daily gold tables `daily_user_activity` and `daily_event_stats`, rebuilt from `events`
-one whole day at a time, for exactly the days the ingest batches since the last run touched (or the days asked for).
+one whole day at a time, for exactly the days the ingest batches since the last run touched (or the days asked for);
+then `monthly_user_activity`, their per-month rollup, rebuilt from them for the months of those days.
 
-A day is rebuilt by replacing its partition in one commit, so re-running never double counts; many days are rebuilt
-in passes of bounded size, one commit per gold table each. The batches a run covered are recorded last: a run that
-dies midway leaves them pending and the next run rebuilds the same days.
+A day (a month) is rebuilt by replacing its partition in one commit, so re-running never double counts; many days are
+rebuilt in passes of bounded size, one commit per gold table each. The batches a run covered are recorded last: a
+run that dies midway leaves them pending and the next run rebuilds the same days and months.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lakehouse.storage import append, peek, read, replace_days, retry_on_conflic
 
 USER_ACTIVITY_KEYS = ("event_date", "user_id", "event_type", "country")
 STATS_KEYS = ("event_date", "event_type", "country")
+MONTHLY_KEYS = ("event_month", "event_type", "country", "user_id")
 MAX_DAYS = 3_660
 RUN_SCHEMA = (
     "run_id string, started_at timestamp, finished_at timestamp, days array<date>, batches array<long>, "
@@ -61,6 +63,36 @@ def event_stats(activity_rows: DataFrame) -> DataFrame:
     )
 
 
+def monthly_activity(user_rows: DataFrame, stats_rows: DataFrame) -> DataFrame:
+    """`monthly_user_activity`: `daily_user_activity` summed per (`event_month`, `event_type`, `country`,
+    `user_id`), with the days the user had such events (`active_days`); plus, per month, type and country, one row
+    with a NULL `user_id` holding the anonymous events of `daily_event_stats`. Over whole months it answers what
+    `bi.event_usage` answers from days (events, and exact unique users: a user has one row per month and key) from
+    fewer rows and far fewer files."""
+    month = F.trunc("event_date", "month").cast("date").alias("event_month")
+    users = user_rows.groupBy(month, "event_type", "country", "user_id").agg(
+        F.sum("events").alias("events"), F.count(F.lit(1)).alias("active_days")
+    )
+    anonymous = (
+        stats_rows.where(F.col("anonymous_events") > 0)
+        .groupBy(month, "event_type", "country")
+        .agg(F.sum("anonymous_events").alias("events"), F.count(F.lit(1)).alias("active_days"))
+        .withColumn("user_id", F.lit(None).cast("string"))
+    )
+    return users.unionByName(anonymous).select(*MONTHLY_KEYS, "events", "active_days")
+
+
+def months_of(days: Iterable[date]) -> list[date]:
+    """The first day of each month `days` fall in, sorted."""
+    return sorted({day.replace(day=1) for day in days})
+
+
+def month_days(month: date) -> list[date]:
+    """Every day of the month starting on `month`."""
+    following = (month + timedelta(days=32)).replace(day=1)
+    return day_range(month, following - timedelta(days=1))
+
+
 def day_range(first: date, last: date) -> list[date]:
     """Every day from `first` to `last`, both included."""
     if last < first:
@@ -82,6 +114,8 @@ def _aggregate(spark: SparkSession, settings: Settings, asked: Iterable[date] | 
     batches, days = ([], sorted(set(asked))) if asked is not None else _pending(spark, settings)
     days = sorted({*days, *_without_anonymous_events(spark, settings)}) if days else days
     users, stats = _rebuild(spark, settings, days) if days else (0, 0)
+    months = months_of([*days, *_months_missing(settings)]) if days else []
+    monthly = _rebuild_months(spark, settings, months) if months else 0
     run_id = str(uuid.uuid4())
     if days or batches:
         row = (run_id, started_at, datetime.now(UTC), days, batches, users, stats)
@@ -92,6 +126,8 @@ def _aggregate(spark: SparkSession, settings: Settings, asked: Iterable[date] | 
         "batches": batches,
         "user_activity_rows": users,
         "event_stats_rows": stats,
+        "months": [month.isoformat()[:7] for month in months],
+        "monthly_activity_rows": monthly,
         "seconds": round(time.monotonic() - clock, 3),
     }
 
@@ -123,6 +159,15 @@ def _without_anonymous_events(spark: SparkSession, settings: Settings) -> list[d
     if stats is None or "anonymous_events" in stats.columns:
         return []
     return [row["event_date"] for row in stats.select("event_date").distinct().collect()]
+
+
+def _months_missing(settings: Settings) -> list[date]:
+    """The months `daily_event_stats` has days of and `monthly_user_activity` lacks (all of them before the
+    rollup's first build, for a lake aggregated by an older version): built with the months a run rebuilds anyway.
+    Read from the two tables' logs, no Spark job."""
+    built = set(rows_by_partition(settings, tables.MONTHLY_USER_ACTIVITY, "event_month"))
+    return [month for month in months_of(rows_by_partition(settings, tables.DAILY_EVENT_STATS, "event_date"))
+            if month not in built]  # fmt: skip
 
 
 def passes(days: list[date], events_per_day: dict[date, int | None], max_events: int) -> list[list[date]]:
@@ -161,8 +206,35 @@ def _rebuild(spark: SparkSession, settings: Settings, days: list[date]) -> tuple
     return written[0], written[1]
 
 
+def _rebuild_months(spark: SparkSession, settings: Settings, months: list[date]) -> int:
+    """Replaces `months` of `monthly_user_activity` from the daily gold tables as they are now, a pass of months at a
+    time (at most `aggregate.max_events_per_pass` daily rows each); the rows written."""
+    users, stats = read(spark, settings, tables.DAILY_USER_ACTIVITY), read(spark, settings, tables.DAILY_EVENT_STATS)
+    if users is None or stats is None:
+        raise LakehouseError("no daily aggregates to roll up into months")
+    rows_per_day = rows_by_partition(settings, tables.DAILY_USER_ACTIVITY, "event_date")
+    rows_per_month = {month: _total([rows_per_day.get(day, 0) for day in month_days(month)]) for month in months}
+    written = 0
+    for run in passes(months, rows_per_month, settings.aggregate.max_events_per_pass):
+        days = [day for month in run for day in month_days(month)]
+        rows = monthly_activity(*(table.where(F.col("event_date").isin(days)) for table in (users, stats)))
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            replace_days(_clustered(rows), settings, tables.MONTHLY_USER_ACTIVITY, run, column="event_month")
+            written += rows.count()
+        finally:
+            rows.unpersist()
+    return written
+
+
+def _total(counts: list[int | None]) -> int | None:
+    """The sum of `counts`, None when one is unknown."""
+    return None if None in counts else sum(counts)
+
+
 def _clustered(frame: DataFrame) -> DataFrame:
-    """Rows laid out by day, type and country (ranges, not hashes) so each file covers a narrow slice of the keys
-    BI queries filter on, and readers skip files by their min/max statistics."""
-    keys = [column for column in ("event_date", "event_type", "country", "user_id") if column in frame.columns]
+    """Rows laid out by day (or month), type and country (ranges, not hashes) so each file covers a narrow slice of
+    the keys BI queries filter on, and readers skip files by their min/max statistics."""
+    order = ("event_date", "event_month", "event_type", "country", "user_id")
+    keys = [column for column in order if column in frame.columns]
     return frame.repartitionByRange(*keys).sortWithinPartitions(*keys)

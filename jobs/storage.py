@@ -68,15 +68,20 @@ def append(
 
 
 def replace_days(
-    frame: DataFrame, settings: Settings, table: str, days: Iterable[date], new_columns: bool = False
+    frame: DataFrame,
+    settings: Settings,
+    table: str,
+    days: Iterable[date],
+    new_columns: bool = False,
+    column: str = "event_date",
 ) -> None:
-    """Replaces the `days` of `table` (partitioned by `event_date`) with `frame` in one commit: readers see the old
-    days or the new ones, and a day `frame` has no rows for ends up empty. `new_columns` as for `append`."""
+    """Replaces the `days` of `table` (partitioned by `column`, a date) with `frame` in one commit: readers see the
+    old days or the new ones, and a day `frame` has no rows for ends up empty. `new_columns` as for `append`."""
     listed = ", ".join(f"DATE'{day.isoformat()}'" for day in sorted(set(days)))
-    writer = frame.write.format("delta").mode("overwrite").partitionBy("event_date")
+    writer = frame.write.format("delta").mode("overwrite").partitionBy(column)
     if new_columns:
         writer = writer.option("mergeSchema", "true")
-    writer.option("replaceWhere", f"event_date IN ({listed})").save(tables.table_path(settings, table))
+    writer.option("replaceWhere", f"{column} IN ({listed})").save(tables.table_path(settings, table))
 
 
 def peek(settings: Settings, table: str, columns: list[str] | None) -> list[dict] | None:

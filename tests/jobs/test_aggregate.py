@@ -1,9 +1,10 @@
-"""The daily gold tables: the transforms on exact small inputs, and `lakehouse aggregate` end to end, compared row
+"""The gold tables: the transforms on exact small inputs, and `lakehouse aggregate` end to end, compared row
 for row with a plain-Python computation over the raw files (parsed and deduplicated by tests/oracle.py)."""
 
 from __future__ import annotations
 
 import math
+import shutil
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -16,7 +17,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import activity, aggregate, event_stats, passes, unaggregated_batches, user_activity
+from lakehouse.aggregate import (
+    activity,
+    aggregate,
+    event_stats,
+    monthly_activity,
+    passes,
+    unaggregated_batches,
+    user_activity,
+)
 from lakehouse.config import AggregateSettings, Settings
 from lakehouse.ingest import ingest
 from lakehouse.session import spark_conf
@@ -61,6 +70,32 @@ def test_gold_rows_from_a_handful_of_events(spark: SparkSession) -> None:
             [(d1, "login", "DE", 4, 2, 1), (d1, "login", None, 2, 1, 1),
              (d2, "login", "DE", 1, 1, 0), (d2, "search", "FR", 1, 0, 1)],
             "event_date date, event_type string, country string, events long, unique_users long, anonymous_events long",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )  # fmt: skip
+
+
+def test_monthly_rows_from_a_handful_of_daily_rows(spark: SparkSession) -> None:
+    """Users summed per month (a user on two days of July: one row, two active days); a month's anonymous events in
+    one row with a NULL user per type and country; a day without anonymous events adds none."""
+    j1, j2, a1 = date(2024, 7, 1), date(2024, 7, 31), date(2024, 8, 1)
+    users = spark.createDataFrame(
+        [(j1, "u1", "login", "DE", 2), (j2, "u1", "login", "DE", 3), (j2, "u2", "login", "DE", 1),
+         (j1, "u1", "login", None, 1), (a1, "u1", "login", "DE", 4)],
+        "event_date date, user_id string, event_type string, country string, events long",
+    )  # fmt: skip
+    stats = spark.createDataFrame(
+        [(j1, "login", "DE", 3, 1, 1), (j2, "login", "DE", 6, 2, 2), (j1, "login", None, 1, 1, 0),
+         (a1, "login", "DE", 4, 1, 0), (a1, "search", "FR", 7, 0, 7)],
+        "event_date date, event_type string, country string, events long, unique_users long, anonymous_events long",
+    )  # fmt: skip
+    assert_df_equality(
+        monthly_activity(users, stats),
+        spark.createDataFrame(
+            [(j1, "login", "DE", "u1", 5, 2), (j1, "login", "DE", "u2", 1, 1), (j1, "login", None, "u1", 1, 1),
+             (a1, "login", "DE", "u1", 4, 1), (j1, "login", "DE", None, 3, 2), (a1, "search", "FR", None, 7, 1)],
+            "event_month date, event_type string, country string, user_id string, events long, active_days long",
         ),
         ignore_row_order=True,
         ignore_nullable=True,
@@ -115,6 +150,25 @@ def stored_gold(spark: SparkSession, settings: Settings) -> tuple[dict, dict]:
     return user_rows, stats_rows
 
 
+def expected_monthly(users: dict, stats: dict) -> dict:
+    """`monthly_user_activity` from the oracle's daily rows: (month, type, country, user or None) -> (events, days)."""
+    monthly: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    for (day, user, event_type, country), (events, *_) in users.items():
+        monthly[(day.replace(day=1), event_type, country, user)][0] += events
+        monthly[(day.replace(day=1), event_type, country, user)][1] += 1
+    for (day, event_type, country), (*_, anonymous) in stats.items():
+        if anonymous:
+            monthly[(day.replace(day=1), event_type, country, None)][0] += anonymous
+            monthly[(day.replace(day=1), event_type, country, None)][1] += 1
+    return {key: tuple(value) for key, value in monthly.items()}
+
+
+def stored_monthly(spark: SparkSession, settings: Settings) -> dict:
+    rows = table(spark, settings, tables.MONTHLY_USER_ACTIVITY).collect()
+    return {(r["event_month"], r["event_type"], r["country"], r["user_id"]): (r["events"], r["active_days"])
+            for r in rows}  # fmt: skip
+
+
 def landed(settings: Settings) -> list[str]:
     return sorted(str(p) for p in (Path(settings.lake.root) / "landing").rglob("*.jsonl*"))
 
@@ -132,18 +186,24 @@ def test_gold_tables_equal_the_oracle(lake: Settings, spark: SparkSession) -> No
     expected_users, expected_stats = expected_gold(landed(lake))
     assert users == expected_users
     assert stats == expected_stats
+    monthly = stored_monthly(spark, lake)
+    assert monthly == expected_monthly(expected_users, expected_stats)
+    assert len({key[0] for key in monthly}) == 2 and len(monthly) < len(users)  # late June, July; fewer rows
     # The inputs cover what the tables must get right: anonymous events, events without a country, late days.
     assert any(n_users < n_events for n_events, n_users, _ in stats.values())
     assert any(n_anonymous for *_, n_anonymous in stats.values())
     assert min(day for day, *_ in stats) < START
 
 
+GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
+
+
 def test_rerun_with_nothing_new_changes_nothing(lake: Settings) -> None:
-    versions = [version(lake, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
+    versions = [version(lake, name) for name in GOLD]
     summary = aggregate(lake)
-    assert (summary["days"], summary["batches"], summary["user_activity_rows"]) == ([], [], 0)
+    assert (summary["days"], summary["batches"], summary["user_activity_rows"], summary["months"]) == ([], [], 0, [])
     assert unaggregated_batches(lake) == []
-    assert [version(lake, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)] == versions
+    assert [version(lake, name) for name in GOLD] == versions
 
 
 def test_late_batch_rebuilds_exactly_the_days_it_touched(
@@ -165,9 +225,10 @@ def test_late_batch_rebuilds_exactly_the_days_it_touched(
 
     assert summary["batches"] == [batch["batch"]]
     assert unaggregated_batches(settings) == []
-    assert summary["days"] == [late_day.isoformat(), new_day.isoformat()]
+    assert summary["days"] == [late_day.isoformat(), new_day.isoformat()] and summary["months"] == ["2024-07"]
     users, stats = stored_gold(spark, settings)
     assert (users, stats) == expected_gold(landed(settings))
+    assert stored_monthly(spark, settings) == expected_monthly(users, stats)
     untouched = {key: row for key, row in before_stats.items() if key[0] != late_day}
     assert {key: row for key, row in stats.items() if key[0] not in (late_day, new_day)} == untouched
     assert users[(new_day, "late-user", "login", None)][0] == 1
@@ -199,6 +260,21 @@ def test_explicit_days_are_replaced_not_added(
     assert first["days"] == second["days"] == [day.isoformat()] and first["batches"] == []
     assert first["user_activity_rows"] == second["user_activity_rows"] == sum(k[0] == day for k in before[0])
     assert stored_gold(spark, settings) == before
+
+
+def test_months_missing_from_the_rollup_are_built_with_the_next_run(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """A lake aggregated before `monthly_user_activity` existed: the next run that rebuilds any day builds every
+    month the daily tables hold, not only the day's."""
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    shutil.rmtree(tables.local_path(settings, tables.MONTHLY_USER_ACTIVITY, "the test"))
+    day = START + timedelta(days=1)
+
+    summary = aggregate(settings, [day])
+
+    assert summary["days"] == [day.isoformat()] and summary["months"] == ["2024-06", "2024-07"]
+    assert stored_monthly(spark, settings) == expected_monthly(*expected_gold(landed(settings)))
 
 
 def test_stats_written_before_anonymous_events_are_rebuilt_whole(
@@ -240,6 +316,7 @@ def test_a_rebuild_in_several_passes_equals_one_in_a_single_pass(
     assert max(per_day.values()) > 2_000 and len(days) > 3  # a day bigger than a pass, and small late days
     assert rows_by_partition(settings, tables.EVENTS, "event_date") == per_day  # from the Delta log's counts
     versions = [version(settings, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
+    monthly_version = version(settings, tables.MONTHLY_USER_ACTIVITY)
 
     summary = aggregate(settings, days)
 
@@ -250,6 +327,10 @@ def test_a_rebuild_in_several_passes_equals_one_in_a_single_pass(
     users, stats = expected_gold(landed(settings))
     assert stored_gold(spark, settings) == (users, stats)
     assert (summary["user_activity_rows"], summary["event_stats_rows"]) == (len(users), len(stats))
+    monthly = expected_monthly(users, stats)
+    assert stored_monthly(spark, settings) == monthly and summary["monthly_activity_rows"] == len(monthly)
+    # Late June and July: more daily rows together than a pass holds, so a commit each.
+    assert version(settings, tables.MONTHLY_USER_ACTIVITY) - monthly_version == 2
 
 
 def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make_settings, spark: SparkSession) -> None:
@@ -264,6 +345,7 @@ def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make
     for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS):
         assert table(spark, settings, name).where(F.col("event_date") == day).count() == 0
         assert table(spark, settings, name).where(F.col("event_date") != day).count() > 0
+    assert stored_monthly(spark, settings) == expected_monthly(*stored_gold(spark, settings))
 
 
 def page_rows(spark: SparkSession, file: str) -> dict[str, list[int]]:
@@ -310,7 +392,10 @@ def test_gold_files_have_pages_small_enough_to_skip(tmp_path: Path, make_setting
 
 def test_delta_rs_reads_the_gold_tables(lake: Settings) -> None:
     users, stats = expected_gold(landed(lake))
-    for name, rows in ((tables.DAILY_USER_ACTIVITY, users), (tables.DAILY_EVENT_STATS, stats)):
+    monthly = expected_monthly(users, stats)
+    for name, rows, by in ((tables.DAILY_USER_ACTIVITY, users, "event_date"),
+                           (tables.DAILY_EVENT_STATS, stats, "event_date"),
+                           (tables.MONTHLY_USER_ACTIVITY, monthly, "event_month")):  # fmt: skip
         gold = RustTable(tables.table_path(lake, name))
-        assert gold.metadata().partition_columns == ["event_date"]
+        assert gold.metadata().partition_columns == [by]
         assert gold.to_pyarrow_table().num_rows == len(rows)
