@@ -43,7 +43,10 @@ from lakehouse.storage import append, read, retry_on_conflict
 # Marks this command's commits until their table is purged: a later run finishes the purge of an interrupted one.
 TAG = "lakehouse forget-user "
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-PURGED = (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
+PURGED = (
+    tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
+    tables.MONTHLY_USER_ACTIVITY,
+)  # fmt: skip
 REQUEST_SCHEMA = (
     "request_id string, requested_at timestamp, requested_by string, finished_at timestamp, "
     "rows_removed map<string, long>, days_rebuilt int, landing_files_rewritten int, landing_lines_removed long, "

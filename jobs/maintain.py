@@ -29,7 +29,8 @@ from lakehouse.storage import read, retry_on_conflict, version
 
 MAINTAINED = (
     tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
-    tables.INGEST_BATCHES, tables.EVENT_IDS, tables.AGGREGATE_RUNS, tables.VALIDATIONS, tables.FORGET_REQUESTS,
+    tables.MONTHLY_USER_ACTIVITY, tables.INGEST_BATCHES, tables.EVENT_IDS, tables.AGGREGATE_RUNS, tables.VALIDATIONS,
+    tables.FORGET_REQUESTS,
 )  # fmt: skip
 # Partitions rewritten per commit: its predicate names each one, and a very long predicate plans slowly.
 PARTITIONS_PER_COMMIT = 200

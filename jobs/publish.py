@@ -19,6 +19,7 @@ from lakehouse.trino import BI, LAKE, QueryError, location, query
 
 PUBLISHED = (
     tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
+    tables.MONTHLY_USER_ACTIVITY,
 )  # fmt: skip
 _COMMENT = re.compile(r"--[^\n]*")
 

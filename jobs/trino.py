@@ -35,6 +35,8 @@ KEEP_PLUGINS = ("delta-lake",)
 NOT_RUNNING = 3  # the launcher's exit code for `status` when no server runs
 ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
 NO_NODES_WAIT = 30
+# The tables `analyst` may read: the daily aggregates and their monthly rollup.
+GOLD_TABLES = "(daily|monthly)_.*"
 
 
 @dataclass(frozen=True)
@@ -333,7 +335,8 @@ def _catalog(settings: Settings) -> dict[str, str]:
 
 def _rules(user: str) -> dict:
     """File-based access control (DESIGN §5): the pipeline's user may do anything in the catalog; `analyst` reads
-    schema `bi` and the `lake.daily_*` tables only; any other user may not even run queries."""
+    schema `bi` and the gold tables (`lake.daily_*`, and `lake.monthly_*`, their rollup) only; any other user may
+    not even run queries."""
     everything = ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]
     return {
         "catalogs": [
@@ -345,7 +348,7 @@ def _rules(user: str) -> dict:
         "tables": [
             {"user": user, "privileges": everything},
             {"user": ANALYST, "catalog": CATALOG, "schema": BI, "privileges": ["SELECT"]},
-            {"user": ANALYST, "catalog": CATALOG, "schema": LAKE, "table": "daily_.*", "privileges": ["SELECT"]},
+            {"user": ANALYST, "catalog": CATALOG, "schema": LAKE, "table": GOLD_TABLES, "privileges": ["SELECT"]},
             # What BI tools read to list tables and columns.
             {"user": ANALYST, "catalog": "system", "schema": "jdbc|metadata", "privileges": ["SELECT"]},
         ],

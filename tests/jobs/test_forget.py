@@ -37,7 +37,7 @@ USER = "5db24a33-5c3e-4f5e-9a8e-0d4c2f1b7a21"
 TRACE = USER[:32]
 DAY_1, DAY_2, DAY_3 = date(2024, 5, 1), date(2024, 5, 2), date(2024, 5, 3)
 PATHS = ("data.attributes.user_id", "meta.user_id")
-GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
+GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
 
 
 def _at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -156,8 +156,9 @@ def test_summary_counts_what_was_removed(forgotten) -> None:
 
 def test_no_table_holds_the_user_any_more(forgotten, spark: SparkSession) -> None:
     settings, before, _ = forgotten
-    assert before[tables.DAILY_USER_ACTIVITY].where(F.col("user_id") == USER).count() > 0
-    for name in (tables.EVENTS, tables.EVENT_IDS, tables.DAILY_USER_ACTIVITY):
+    for name in (tables.DAILY_USER_ACTIVITY, tables.MONTHLY_USER_ACTIVITY):
+        assert before[name].where(F.col("user_id") == USER).count() > 0
+    for name in (tables.EVENTS, tables.EVENT_IDS, tables.DAILY_USER_ACTIVITY, tables.MONTHLY_USER_ACTIVITY):
         assert table(spark, settings, name).where(F.col("user_id") == USER).count() == 0
     quarantine = table(spark, settings, tables.QUARANTINE).collect()
     assert not [row for row in quarantine if USER.encode() in _raw_bytes(row)]
@@ -180,7 +181,7 @@ def test_no_landing_line_and_no_file_on_disk_holds_the_user(forgotten) -> None:
 
 def test_other_users_rows_are_unchanged(forgotten, spark: SparkSession) -> None:
     settings, before, _ = forgotten
-    for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY):
+    for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY, tables.MONTHLY_USER_ACTIVITY):
         others = before[name].where(F.col("user_id").isNull() | (F.col("user_id") != USER))
         assert_df_equality(table(spark, settings, name), others, ignore_row_order=True, ignore_nullable=True)
     quarantine = before[tables.QUARANTINE]
@@ -279,6 +280,7 @@ def test_trino_no_longer_returns_the_user(served: tuple[Settings, dict], spark: 
         "lake.events": f"SELECT count(*) FROM lake.events WHERE user_id = '{user}'",
         "lake.daily_user_activity": f"SELECT count(*) FROM lake.daily_user_activity WHERE user_id = '{user}'",
         "bi.event_usage": f"SELECT count(*) FROM bi.event_usage WHERE user_id = '{user}'",
+        "bi.monthly_event_usage": f"SELECT count(*) FROM bi.monthly_event_usage WHERE user_id = '{user}'",
         "lake.quarantine": f"SELECT count(*) FROM lake.quarantine WHERE strpos(raw, '\"{user}\"') > 0",
     }
     assert query(settings, asked["lake.events"]).rows[0][0] > 0

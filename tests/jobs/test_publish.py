@@ -23,7 +23,7 @@ from tests.lake import table
 
 pytestmark = pytest.mark.slow
 DAY_1, DAY_2 = SERVED_START, SERVED_START + timedelta(days=1)
-VIEWS = ["daily_event_usage", "event_usage", "user_daily_activity", "user_event_history"]
+VIEWS = ["daily_event_usage", "event_usage", "monthly_event_usage", "user_daily_activity", "user_event_history"]
 TYPICAL = (
     "SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi.event_usage "
     "WHERE event_type = ? AND country = ? AND event_date BETWEEN ? AND ?"
@@ -67,6 +67,22 @@ def test_typical_question_matches_spark_over_events(served: tuple[Settings, dict
             .first()
         )
         assert cursor.fetchall() == [[expected[0] or None, expected[1]]]
+
+
+def test_monthly_usage_matches_spark_over_events(served: tuple[Settings, dict], spark: SparkSession) -> None:
+    """The monthly view, as `analyst`: per month, type and country (NULL country included), all events and exact
+    distinct users as Spark counts them from `events`; and over whole months, the daily view's answer."""
+    settings, _ = served
+    events = table(spark, settings, tables.EVENTS).withColumn("month", F.trunc("event_date", "month").cast("date"))
+    by_month = events.groupBy("month", "event_type", "country").agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+    trino = query(settings, "SELECT event_month, event_type, country, sum(events), count(DISTINCT user_id) "
+                            "FROM bi.monthly_event_usage GROUP BY 1, 2, 3", ANALYST)  # fmt: skip
+    assert sorted(trino.rows, key=str) == sorted(map(tuple, by_month.collect()), key=str)
+    first, last = events.agg(F.min("month"), F.max("event_date")).first()
+    where = f"WHERE event_date BETWEEN DATE '{first}' AND DATE '{last}'"
+    daily = query(settings, f"SELECT sum(events), count(DISTINCT user_id) FROM bi.event_usage {where}", ANALYST)
+    monthly = query(settings, "SELECT sum(events), count(DISTINCT user_id) FROM bi.monthly_event_usage", ANALYST)
+    assert monthly.rows == daily.rows == [(events.count(), events.select("user_id").distinct().dropna().count())]
 
 
 def test_usage_of_every_type_and_country_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:

@@ -26,6 +26,8 @@ ALLOWED_TO_ANALYST = [
     "SELECT count(*) FROM bi.user_event_history",
     "SELECT count(*) FROM lake.daily_user_activity",
     "SELECT count(*) FROM lake.daily_event_stats",
+    "SELECT count(*) FROM lake.monthly_user_activity",
+    "SELECT count(*) FROM bi.monthly_event_usage",
 ]
 DENIED_TO_ANALYST = [
     ("SELECT count(*) FROM lake.quarantine", "Cannot select from table lakehouse.lake.quarantine"),
@@ -174,7 +176,9 @@ def test_analyst_is_denied_everything_else(served: tuple[Settings, dict], sql: s
 def test_analyst_sees_only_what_it_may_read(served: tuple[Settings, dict]) -> None:
     settings, _ = served
     assert query(settings, "SHOW SCHEMAS", ANALYST).rows == [("bi",), ("lake",)]
-    assert query(settings, "SHOW TABLES FROM lake", ANALYST).rows == [("daily_event_stats",), ("daily_user_activity",)]
+    assert query(settings, "SHOW TABLES FROM lake", ANALYST).rows == [
+        ("daily_event_stats",), ("daily_user_activity",), ("monthly_user_activity",)
+    ]  # fmt: skip
 
 
 def test_other_users_may_not_even_query(served: tuple[Settings, dict]) -> None:
