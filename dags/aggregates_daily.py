@@ -1,5 +1,6 @@
 """aggregates_daily (DESIGN §8): runs when events_hourly updated `lake.events`; rebuilds the days the new batches
-touched, gates both gold tables, and only when both pass publishes them to Trino. Every step is idempotent per day,
+touched (and the months of their monthly rollup), gates the three gold tables, and only when all pass publishes them to
+Trino. Every step is idempotent per day,
 so retries and re-runs change nothing twice."""
 
 from datetime import timedelta
@@ -12,7 +13,7 @@ with DAG("aggregates_daily", schedule=[events_asset()], doc_md=__doc__, dagrun_t
     aggregate = spark_job("aggregate", "aggregate", timeout=timedelta(hours=1))
     validations = [
         spark_job(f"validate_{table}", "validate", table, timeout=timedelta(minutes=30))
-        for table in ("daily_user_activity", "daily_event_stats")
+        for table in ("daily_user_activity", "daily_event_stats", "monthly_user_activity")
     ]
     start_trino = command_task("start_trino", "trino", "start", timeout=timedelta(minutes=10))
     publish = command_task("publish", "publish", timeout=timedelta(minutes=15))

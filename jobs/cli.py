@@ -70,7 +70,10 @@ def _parser() -> _Parser:
     aggregate.add_argument("--to", dest="last", type=_day, help="... to this one, included")
 
     validate = commands.add_parser("validate", parents=[common], help="run a table's quality suite (exit 1 on failure)")
-    validate.add_argument("table", help="events, quarantine, daily_user_activity or daily_event_stats")
+    validate.add_argument(
+        "table",
+        help="events, quarantine or a gold table (daily_user_activity, daily_event_stats, monthly_user_activity)",
+    )
     validate.add_argument("--date", type=_day, help="validate this day's rows (default: the rows last written)")
 
     run = commands.add_parser("run", parents=[common], help="the whole pipeline (sample data if landing is empty)")

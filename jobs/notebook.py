@@ -23,8 +23,8 @@ from lakehouse.storage import read
 
 def open_lake(conf: str | Path = DEFAULT_CONF) -> SparkSession:
     """The Spark session of the settings in `conf` (plus environment overrides), with a temporary view per lake
-    table that exists (`events`, `quarantine`, `ingest_runs`, `daily_user_activity`, `daily_event_stats`), each
-    reading the table's latest version at query time."""
+    table that exists (`events`, `quarantine`, `ingest_runs` and the gold tables: `daily_user_activity`,
+    `daily_event_stats`, `monthly_user_activity`), each reading the table's latest version at query time."""
     settings = load_settings(conf)
     spark = spark_session(settings)
     for name in PUBLISHED:

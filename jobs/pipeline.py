@@ -99,9 +99,11 @@ def run(settings: Settings, say: Callable[[str], None] = print, sample_events: i
         summary = aggregate(settings)
         progress("aggregate", f"{_count(len(summary['days']), 'day')} rebuilt: {summary['user_activity_rows']} "
                               f"{tables.DAILY_USER_ACTIVITY} rows, {summary['event_stats_rows']} "
-                              f"{tables.DAILY_EVENT_STATS} rows")  # fmt: skip
+                              f"{tables.DAILY_EVENT_STATS} rows, {summary['monthly_activity_rows']} "
+                              f"{tables.MONTHLY_USER_ACTIVITY} rows")  # fmt: skip
         if summary["days"]:
-            _gate(settings, progress, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
+            gold = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
+            _gate(settings, progress, *gold)
     else:
         progress("aggregate", "every ingest batch is aggregated already: gates and aggregates skipped")
     progress("trino", _served(settings))

@@ -29,7 +29,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import unaggregated_batches
+from lakehouse.aggregate import months_of, unaggregated_batches
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError, QualityGateFailed
 from lakehouse.session import spark_session
@@ -54,6 +54,7 @@ CHECK_COLUMNS: dict[str, Callable[[], dict[str, Column]]] = {
         "_date_of_last_seen": F.to_date("last_seen"),
     },
     tables.DAILY_EVENT_STATS: lambda: {},
+    tables.MONTHLY_USER_ACTIVITY: lambda: {"_day_of_event_month": F.dayofmonth("event_month")},
 }
 TABLES = tuple(CHECK_COLUMNS)
 
@@ -187,13 +188,20 @@ def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None
     if table in BATCH_TABLES:
         return _ingest_scope(settings, table, stored, day, batches)
     if day is not None:
-        return Scope(day.isoformat(), stored.where(F.col("event_date") == day), suite_parameters)
+        return Scope(day.isoformat(), _of_days(stored, [day]), suite_parameters)
     runs = read(spark, settings, tables.AGGREGATE_RUNS)
     last = None if runs is None else runs.where(F.size("days") > 0).orderBy(F.desc("finished_at")).first()
     if last is None:
         raise LakehouseError(f"nothing to validate in {table}: no aggregate run yet")
     label = f"aggregate run {last['run_id']}"
-    return Scope(label, stored.where(F.col("event_date").isin(last["days"])), suite_parameters)
+    return Scope(label, _of_days(stored, last["days"]), suite_parameters)
+
+
+def _of_days(gold: DataFrame, days: list[date]) -> DataFrame:
+    """The rows of a gold table for `days`: theirs in a daily table, their months' in the monthly rollup."""
+    if "event_month" in gold.columns:
+        return gold.where(F.col("event_month").isin(months_of(days)))
+    return gold.where(F.col("event_date").isin(days))
 
 
 def _ingest_scope(

@@ -21,8 +21,10 @@ from tests.dags.conftest import DAGS
 TASKS = {
     "events_hourly": {"ingest": {"new_batches"}, "new_batches": {"validate_events"},
                       "validate_events": {"validate_quarantine"}, "validate_quarantine": set()},
-    "aggregates_daily": {"aggregate": {"validate_daily_user_activity", "validate_daily_event_stats"},
+    "aggregates_daily": {"aggregate": {"validate_daily_user_activity", "validate_daily_event_stats",
+                                       "validate_monthly_user_activity"},
                          "validate_daily_user_activity": {"start_trino"}, "validate_daily_event_stats": {"start_trino"},
+                         "validate_monthly_user_activity": {"start_trino"},
                          "start_trino": {"publish"}, "publish": set()},
     "lake_maintenance": {"maintain": set()},
     "forget_user": {"forget_user": set()},
@@ -34,6 +36,7 @@ COMMANDS = {
     "aggregate": ["aggregate"],
     "validate_daily_user_activity": ["validate", "daily_user_activity"],
     "validate_daily_event_stats": ["validate", "daily_event_stats"],
+    "validate_monthly_user_activity": ["validate", "monthly_user_activity"],
     "maintain": ["maintain"],
     "forget_user": ["forget-user", "{{ params.user_id }}"],
 }

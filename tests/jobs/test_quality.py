@@ -24,6 +24,8 @@ from lakehouse.quality import Scope, check, failed_tables, parameters, validate
 from tests.conftest import REPO
 from tests.lake import aggregated_lake, event_line, land, table
 
+GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
+
 INGESTED = datetime(2024, 7, 10, 12, tzinfo=UTC)
 DAY = date(2024, 7, 9)
 EVENTS_SCHEMA = (
@@ -135,6 +137,26 @@ def test_each_broken_aggregate_rule_is_named(settings: Settings, spark: SparkSes
     ]
 
 
+def test_each_broken_monthly_rule_is_named(settings: Settings, spark: SparkSession) -> None:
+    month = date(2024, 7, 1)
+    rows = spark.createDataFrame(
+        [(month, "login", "DE", "u1", 5, 2), (month, "login", "DE", "u1", 1, 1), (month, "login", "DE", None, 3, 3),
+         (month, "login", "DE", None, 2, 1), (date(2024, 7, 2), "login", "FR", "u2", 1, 1),
+         (month, "search", "DE", "u3", 0, 0), (month, "search", "FR", "u4", 40, 32), (month, "order", "FR", "u5", 1, 2),
+         (month, "bad type", "FR", "u6", 1, 1)],
+        "event_month date, event_type string, country string, user_id string, events long, active_days long",
+    )  # fmt: skip
+    record = check(settings, tables.MONTHLY_USER_ACTIVITY, Scope("broken", rows, parameters(settings, INGESTED)))
+    assert record["failed"] == [
+        "expect_column_pair_values_a_to_be_greater_than_b(events, active_days)",
+        "expect_column_values_to_be_between(active_days)",
+        "expect_column_values_to_be_between(events)",
+        "expect_column_values_to_be_in_set(_day_of_event_month)",
+        "expect_column_values_to_match_regex(event_type)",
+        "expect_compound_columns_to_be_unique(event_month, event_type, country, user_id)",
+    ]
+
+
 def test_each_broken_quarantine_rule_is_named(settings: Settings, spark: SparkSession) -> None:
     at, day = datetime(2024, 7, 10, 12, tzinfo=UTC), date(2024, 7, 10)
     rows = spark.createDataFrame(
@@ -167,7 +189,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSe
 
 def test_clean_lake_passes_records_results_and_writes_data_docs(lake: Settings, spark: SparkSession) -> None:
     results = {name: validate(lake, name) for name in
-               (tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)}  # fmt: skip
+               (tables.EVENTS, tables.QUARANTINE, *GOLD)}  # fmt: skip
     assert all(result["success"] for result in results.values())
     valid = table(spark, lake, tables.EVENTS).count()
     assert results[tables.EVENTS]["rows"] == valid and results[tables.EVENTS]["scope"] == "batch 1"

@@ -23,10 +23,10 @@ from tests.lake import version
 
 WRITTEN = (
     tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
-    tables.INGEST_BATCHES, tables.EVENT_IDS, tables.AGGREGATE_RUNS, tables.VALIDATIONS,
+    tables.MONTHLY_USER_ACTIVITY, tables.INGEST_BATCHES, tables.EVENT_IDS, tables.AGGREGATE_RUNS, tables.VALIDATIONS,
 )  # fmt: skip
 FIRST_STAGES = [
-    "generate", "ingest", "validate", "validate", "aggregate", "validate", "validate", "trino", "publish",
+    "generate", "ingest", "validate", "validate", "aggregate", "validate", "validate", "validate", "trino", "publish",
     "usage", "history", "yesterday", "reconcile",
 ]  # fmt: skip
 ANSWERS = ("usage", "history", "yesterday", "reconcile")
@@ -121,7 +121,8 @@ def test_run_answers_from_the_lake_and_a_rerun_changes_nothing(run_lake: tuple[S
         *FIRST_STAGES, "done"
     ]  # fmt: skip
     assert said["generate"][0].startswith("3000 sample lines in 168 files")
-    gated = [tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS]
+    gated = [tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
+             tables.MONTHLY_USER_ACTIVITY]  # fmt: skip
     assert [line.split()[0] for line in said["validate"]] == gated
     expected = expected_answers(settings)
     assert {stage: said[stage][0] for stage in expected} == expected

@@ -25,7 +25,7 @@ from botocore.client import BaseClient
 from pyspark.sql import SparkSession
 
 from lakehouse import tables
-from lakehouse.aggregate import STATS_KEYS, USER_ACTIVITY_KEYS, unaggregated_batches
+from lakehouse.aggregate import MONTHLY_KEYS, STATS_KEYS, USER_ACTIVITY_KEYS, unaggregated_batches
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import LakehouseError
 from lakehouse.ingest import EVENT_COLUMNS
@@ -48,6 +48,7 @@ COMPARED = {
                          "event_dates"],
     tables.DAILY_USER_ACTIVITY: [*USER_ACTIVITY_KEYS, "events", "first_seen", "last_seen"],
     tables.DAILY_EVENT_STATS: [*STATS_KEYS, "events", "unique_users"],
+    tables.MONTHLY_USER_ACTIVITY: [*MONTHLY_KEYS, "events", "active_days"],
 }  # fmt: skip
 
 
@@ -200,7 +201,7 @@ def test_forget_user_rewrites_landing_objects_and_tables_on_s3(s3_lake: S3Lake) 
     printed = _run(env, "forget-user", user)
     assert printed["rows_removed"][tables.EVENTS] == held and printed["landing_files_rewritten"] > 0
     assert len(peek(settings, tables.EVENTS, ["user_id"])) == len(events) - held
-    for table in (tables.EVENTS, tables.DAILY_USER_ACTIVITY):
+    for table in (tables.EVENTS, tables.DAILY_USER_ACTIVITY, tables.MONTHLY_USER_ACTIVITY):
         assert user not in {row["user_id"] for row in peek(settings, table, ["user_id"])}
     landed = [listed["Key"] for listed in bucket.list_objects_v2(Bucket=BUCKET, Prefix="forget/landing/")["Contents"]]
     texts = [bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in landed]
