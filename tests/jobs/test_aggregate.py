@@ -277,6 +277,31 @@ def test_months_missing_from_the_rollup_are_built_with_the_next_run(
     assert stored_monthly(spark, settings) == expected_monthly(*expected_gold(landed(settings)))
 
 
+def test_a_run_that_dies_before_the_rollup_leaves_its_batch_pending(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """The rollup cannot be written (a plain file stands where its table goes): the run fails after the daily tables,
+    its batch stays pending, and the next run rebuilds the same days and the months."""
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    rollup = tables.local_path(settings, tables.MONTHLY_USER_ACTIVITY, "the test")
+    shutil.rmtree(rollup)
+    rollup.write_text("in the way")
+    late = [event_line("late-1", datetime(2024, 7, 2, 10), "late-user")]
+    land(Path(settings.lake.root) / "landing", "late.jsonl", late)
+    [batch] = ingest(settings)
+
+    with pytest.raises(Exception, match="monthly_user_activity"):
+        aggregate(settings)
+
+    assert unaggregated_batches(settings) == [batch["batch"]]
+    rollup.unlink()
+    summary = aggregate(settings)
+    assert summary["batches"] == [batch["batch"]] and summary["months"] == ["2024-06", "2024-07"]
+    users, stats = expected_gold(landed(settings))
+    assert stored_gold(spark, settings) == (users, stats)
+    assert stored_monthly(spark, settings) == expected_monthly(users, stats)
+
+
 def test_stats_written_before_anonymous_events_are_rebuilt_whole(
     lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
 ) -> None:
