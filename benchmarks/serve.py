@@ -35,7 +35,7 @@ from lakehouse.generate import generate
 from lakehouse.trino import ANALYST, query
 
 START = date(2024, 3, 1)
-GOLD = ("daily_user_activity", "daily_event_stats")
+GOLD = ("daily_user_activity", "daily_event_stats", "monthly_user_activity")
 MAX_MS = 1000  # a BI question through Trino answers within a second
 # The `bi` view files, made DuckDB SQL: no COMMENT or SECURITY clause (DuckDB has neither in CREATE VIEW).
 TRINO_ONLY_CLAUSES = re.compile(r"\s+COMMENT\s+'(?:[^']|'')*'|\s+SECURITY\s+INVOKER", re.IGNORECASE)
@@ -62,11 +62,13 @@ def questions(settings: Settings, days: int) -> dict[str, str]:
                                 "LIMIT 1", ANALYST).rows  # fmt: skip
     last = START + timedelta(days=days - 1)
     week = f"event_date BETWEEN DATE '{last - timedelta(days=6)}' AND DATE '{last}'"
-    typical = ("SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi.event_usage "
-               f"WHERE event_type = '{event_type}' AND country = '{country}' AND ")  # fmt: skip
+    asked = "SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi"
+    kind = f"WHERE event_type = '{event_type}' AND country = '{country}' AND"
+    typical = f"{asked}.event_usage {kind} "
     return {
         "type+country, last 7 days": typical + week,
         f"type+country, all {days} days": typical + f"event_date >= DATE '{START}'",
+        "type+country, first month (monthly view)": f"{asked}.monthly_event_usage {kind} event_month = DATE '{START}'",
         "per-day series of a type": "SELECT event_date, sum(events), sum(unique_users) FROM bi.daily_event_usage "
         f"WHERE event_type = '{event_type}' GROUP BY 1 ORDER BY 1",
         "one user's daily activity": f"SELECT * FROM bi.user_daily_activity WHERE user_id = '{user}' ORDER BY 2",
