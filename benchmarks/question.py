@@ -37,7 +37,7 @@ from common import (
 )
 from history import History, type_specs, write_history
 
-from lakehouse.aggregate import aggregate
+from lakehouse.aggregate import aggregate, month_days
 from lakehouse.config import Settings
 from lakehouse.session import spark_session
 from lakehouse.trino import ANALYST
@@ -86,8 +86,8 @@ def built(settings: Settings, history: History) -> dict[str, float]:
 
 def whole_months(first: date, last: date) -> tuple[date, date]:
     """The first and last day of the whole calendar months from `first` to `last`."""
-    start = first if first.day == 1 else (first.replace(day=1) + timedelta(days=32)).replace(day=1)
-    end = last if (last + timedelta(days=1)).day == 1 else last.replace(day=1) - timedelta(days=1)
+    start = first if first.day == 1 else month_days(first.replace(day=1))[-1] + timedelta(days=1)
+    end = last if last == month_days(last.replace(day=1))[-1] else last.replace(day=1) - timedelta(days=1)
     if end < start:
         raise BenchmarkError(f"no whole month from {first} to {last}: give --days of at least two months")
     return start, end

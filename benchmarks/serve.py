@@ -30,12 +30,12 @@ from common import (
 )
 from deltalake import DeltaTable
 
+from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.generate import generate
 from lakehouse.trino import ANALYST, query
 
 START = date(2024, 3, 1)
-GOLD = ("daily_user_activity", "daily_event_stats", "monthly_user_activity")
 MAX_MS = 1000  # a BI question through Trino answers within a second
 # The `bi` view files, made DuckDB SQL: no COMMENT or SECURITY clause (DuckDB has neither in CREATE VIEW).
 TRINO_ONLY_CLAUSES = re.compile(r"\s+COMMENT\s+'(?:[^']|'')*'|\s+SECURITY\s+INVOKER", re.IGNORECASE)
@@ -82,7 +82,7 @@ def duckdb_lake(settings: Settings, cores: int) -> duckdb.DuckDBPyConnection:
     view files of sql/)."""
     con = duckdb.connect()
     con.execute(f"SET threads = {cores}; SET TimeZone = 'UTC'; CREATE SCHEMA lake; CREATE SCHEMA bi")
-    for name in GOLD:
+    for name in tables.GOLD:
         files = DeltaTable(str(Path(settings.lake.root) / name)).file_uris()
         con.execute(f"CREATE VIEW lake.{name} AS SELECT * FROM read_parquet({files!r}, hive_partitioning = true)")
     for path in sorted(Path(settings.trino.views_dir).glob("*.sql")):

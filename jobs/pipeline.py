@@ -102,8 +102,7 @@ def run(settings: Settings, say: Callable[[str], None] = print, sample_events: i
                               f"{tables.DAILY_EVENT_STATS} rows, {summary['monthly_activity_rows']} "
                               f"{tables.MONTHLY_USER_ACTIVITY} rows")  # fmt: skip
         if summary["days"]:
-            gold = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
-            _gate(settings, progress, *gold)
+            _gate(settings, progress, *tables.GOLD)
     else:
         progress("aggregate", "every ingest batch is aggregated already: gates and aggregates skipped")
     progress("trino", _served(settings))

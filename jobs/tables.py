@@ -15,6 +15,8 @@ INGEST_RUNS = "ingest_runs"
 DAILY_USER_ACTIVITY = "daily_user_activity"
 DAILY_EVENT_STATS = "daily_event_stats"
 MONTHLY_USER_ACTIVITY = "monthly_user_activity"
+# The gold tables, in the order they are written: what `aggregate` builds, the gates validate and analysts may read.
+GOLD = (DAILY_USER_ACTIVITY, DAILY_EVENT_STATS, MONTHLY_USER_ACTIVITY)
 INGEST_BATCHES = "_state/ingest_batches"
 EVENT_IDS = "_state/event_ids"
 AGGREGATE_RUNS = "_state/aggregate_runs"

@@ -195,15 +195,12 @@ def test_gold_tables_equal_the_oracle(lake: Settings, spark: SparkSession) -> No
     assert min(day for day, *_ in stats) < START
 
 
-GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
-
-
 def test_rerun_with_nothing_new_changes_nothing(lake: Settings) -> None:
-    versions = [version(lake, name) for name in GOLD]
+    versions = [version(lake, name) for name in tables.GOLD]
     summary = aggregate(lake)
     assert (summary["days"], summary["batches"], summary["user_activity_rows"], summary["months"]) == ([], [], 0, [])
     assert unaggregated_batches(lake) == []
-    assert [version(lake, name) for name in GOLD] == versions
+    assert [version(lake, name) for name in tables.GOLD] == versions
 
 
 def test_late_batch_rebuilds_exactly_the_days_it_touched(

@@ -37,7 +37,6 @@ USER = "5db24a33-5c3e-4f5e-9a8e-0d4c2f1b7a21"
 TRACE = USER[:32]
 DAY_1, DAY_2, DAY_3 = date(2024, 5, 1), date(2024, 5, 2), date(2024, 5, 3)
 PATHS = ("data.attributes.user_id", "meta.user_id")
-GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
 
 
 def _at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -95,7 +94,7 @@ def forgotten(lake: Settings, tmp_path_factory: pytest.TempPathFactory, make_set
     the summary."""
     settings = copied_lake(lake, tmp_path_factory.mktemp("forgotten") / "lake", make_settings)
     before = {name: spark.createDataFrame(table(spark, settings, name).collect(), table(spark, settings, name).schema)
-              for name in (tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, *GOLD)}  # fmt: skip
+              for name in (tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, *tables.GOLD)}  # fmt: skip
     return settings, before, forget(settings, USER, "dpo@example.org")
 
 
@@ -151,7 +150,7 @@ def test_summary_counts_what_was_removed(forgotten) -> None:
     # Valid lines of the user (5), the re-sent one, the broken one, the one without an id, the one not UTF-8.
     assert summary["landing_lines_removed"] == 9 and summary["landing_files_rewritten"] == 3
     assert summary["days_rebuilt"] == 3
-    assert summary["tables_purged"] == sorted((tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *GOLD))
+    assert summary["tables_purged"] == sorted((tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *tables.GOLD))
 
 
 def test_no_table_holds_the_user_any_more(forgotten, spark: SparkSession) -> None:
@@ -216,7 +215,7 @@ def test_request_is_recorded_with_counts_only(forgotten, spark: SparkSession) ->
 def test_tables_keep_their_protocol_and_delta_rs_reads_them(forgotten, spark: SparkSession) -> None:
     """No DELETE turned on deletion vectors or any other table feature Trino or delta-rs might not read."""
     settings, _, _ = forgotten
-    for name in (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *GOLD, tables.FORGET_REQUESTS):
+    for name in (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *tables.GOLD, tables.FORGET_REQUESTS):
         path = tables.table_path(settings, name)
         [detail] = DeltaTable.forPath(spark, path).detail().collect()
         assert (detail["minReaderVersion"], detail["minWriterVersion"], detail["properties"]) == (1, 2, {})
@@ -232,7 +231,7 @@ def test_a_later_ingest_takes_nothing_from_the_rewritten_files(forgotten, spark:
 
 def test_forgetting_again_or_an_unknown_user_changes_nothing(forgotten, cli_env, tmp_path: Path) -> None:
     settings, _, _ = forgotten
-    names = (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *GOLD, tables.FORGET_REQUESTS)
+    names = (tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, *tables.GOLD, tables.FORGET_REQUESTS)
     versions = {name: version(settings, name) for name in names}
     again = forget(settings, USER)
     assert (again["request_id"], again["message"], again["rows_removed"][tables.EVENTS]) == (None, NOTHING, 0)

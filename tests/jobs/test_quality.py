@@ -24,8 +24,6 @@ from lakehouse.quality import Scope, check, failed_tables, parameters, validate
 from tests.conftest import REPO
 from tests.lake import aggregated_lake, event_line, land, table
 
-GOLD = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS, tables.MONTHLY_USER_ACTIVITY)
-
 INGESTED = datetime(2024, 7, 10, 12, tzinfo=UTC)
 DAY = date(2024, 7, 9)
 EVENTS_SCHEMA = (
@@ -186,7 +184,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSe
 
 def test_clean_lake_passes_records_results_and_writes_data_docs(lake: Settings, spark: SparkSession) -> None:
     results = {name: validate(lake, name) for name in
-               (tables.EVENTS, tables.QUARANTINE, *GOLD)}  # fmt: skip
+               (tables.EVENTS, tables.QUARANTINE, *tables.GOLD)}  # fmt: skip
     assert all(result["success"] for result in results.values())
     valid = table(spark, lake, tables.EVENTS).count()
     assert results[tables.EVENTS]["rows"] == valid and results[tables.EVENTS]["scope"] == "batch 1"
