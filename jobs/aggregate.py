@@ -30,7 +30,7 @@ MONTHLY_KEYS = ("event_month", "event_type", "country", "user_id")
 MAX_DAYS = 3_660
 RUN_SCHEMA = (
     "run_id string, started_at timestamp, finished_at timestamp, days array<date>, batches array<long>, "
-    "user_activity_rows long, event_stats_rows long"
+    "user_activity_rows long, event_stats_rows long, months array<date>"
 )
 
 
@@ -118,8 +118,9 @@ def _aggregate(spark: SparkSession, settings: Settings, asked: Iterable[date] | 
     monthly = _rebuild_months(spark, settings, months) if months else 0
     run_id = str(uuid.uuid4())
     if days or batches:
-        row = (run_id, started_at, datetime.now(UTC), days, batches, users, stats)
-        append(spark.createDataFrame([row], RUN_SCHEMA), settings, tables.AGGREGATE_RUNS)
+        row = (run_id, started_at, datetime.now(UTC), days, batches, users, stats, months)
+        # `months` came after the first runs: a lake aggregated before gets the column with this run.
+        append(spark.createDataFrame([row], RUN_SCHEMA), settings, tables.AGGREGATE_RUNS, new_columns=True)
     return {
         "run_id": run_id,
         "days": [day.isoformat() for day in days],

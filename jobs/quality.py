@@ -193,14 +193,18 @@ def _scope(spark: SparkSession, settings: Settings, table: str, day: date | None
     last = None if runs is None else runs.where(F.size("days") > 0).orderBy(F.desc("finished_at")).first()
     if last is None:
         raise LakehouseError(f"nothing to validate in {table}: no aggregate run yet")
+    # The months a run rolled up: its days' and those the rollup lacked (a run recorded before runs named their
+    # months: its days').
+    months = last.asDict().get("months")
     label = f"aggregate run {last['run_id']}"
-    return Scope(label, _of_days(stored, last["days"]), suite_parameters)
+    return Scope(label, _of_days(stored, last["days"], months), suite_parameters)
 
 
-def _of_days(gold: DataFrame, days: list[date]) -> DataFrame:
-    """The rows of a gold table for `days`: theirs in a daily table, their months' in the monthly rollup."""
+def _of_days(gold: DataFrame, days: list[date], months: list[date] | None = None) -> DataFrame:
+    """The rows of a gold table for `days`: theirs in a daily table; in the monthly rollup, those of `months` (by
+    default the months of `days`)."""
     if "event_month" in gold.columns:
-        return gold.where(F.col("event_month").isin(months_of(days)))
+        return gold.where(F.col("event_month").isin(months if months is not None else months_of(days)))
     return gold.where(F.col("event_date").isin(days))
 
 

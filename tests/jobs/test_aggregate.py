@@ -22,12 +22,14 @@ from lakehouse.aggregate import (
     aggregate,
     event_stats,
     monthly_activity,
+    months_of,
     passes,
     unaggregated_batches,
     user_activity,
 )
 from lakehouse.config import AggregateSettings, Settings
 from lakehouse.ingest import ingest
+from lakehouse.quality import validate
 from lakehouse.session import spark_conf
 from lakehouse.storage import replace_days, rows_by_partition
 from tests.lake import aggregated_lake, copied_lake, event_line, land, table, version
@@ -263,7 +265,7 @@ def test_months_missing_from_the_rollup_are_built_with_the_next_run(
     lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
 ) -> None:
     """A lake aggregated before `monthly_user_activity` existed: the next run that rebuilds any day builds every
-    month the daily tables hold, not only the day's."""
+    month the daily tables hold, not only the day's; validating the last run checks every month it built."""
     settings = copied_lake(lake, tmp_path / "lake", make_settings)
     shutil.rmtree(tables.local_path(settings, tables.MONTHLY_USER_ACTIVITY, "the test"))
     day = START + timedelta(days=1)
@@ -272,6 +274,34 @@ def test_months_missing_from_the_rollup_are_built_with_the_next_run(
 
     assert summary["days"] == [day.isoformat()] and summary["months"] == ["2024-06", "2024-07"]
     assert stored_monthly(spark, settings) == expected_monthly(*expected_gold(landed(settings)))
+    checked = validate(settings, tables.MONTHLY_USER_ACTIVITY)
+    assert checked["success"] and checked["scope"] == f"aggregate run {summary['run_id']}"
+    assert (
+        checked["rows"]
+        == summary["monthly_activity_rows"]
+        == table(spark, settings, tables.MONTHLY_USER_ACTIVITY).count()
+    )
+
+
+def test_runs_recorded_before_their_months_still_validate_and_take_the_new_column(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """`_state/aggregate_runs` of an older version has no `months`: the last run's rollup rows are then those of its
+    days' months, and the next run adds the column (older runs read NULL)."""
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    path = tables.table_path(settings, tables.AGGREGATE_RUNS)
+    old = table(spark, settings, tables.AGGREGATE_RUNS).drop("months").collect()
+    spark.createDataFrame(old).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    [last] = old
+    months = [month.isoformat() for month in months_of(last["days"])]
+    rollup = table(spark, settings, tables.MONTHLY_USER_ACTIVITY)
+
+    checked = validate(settings, tables.MONTHLY_USER_ACTIVITY)
+
+    assert checked["success"] and checked["rows"] == rollup.where(F.col("event_month").isin(months)).count() > 0
+    summary = aggregate(settings, [START])
+    recorded = {run["run_id"]: run["months"] for run in table(spark, settings, tables.AGGREGATE_RUNS).collect()}
+    assert recorded == {last["run_id"]: None, summary["run_id"]: [START.replace(day=1)]}
 
 
 def test_a_run_that_dies_before_the_rollup_leaves_its_batch_pending(
