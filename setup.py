@@ -1,4 +1,4 @@
-"""Installs the `lakehouse` package (the code lives in jobs/) and its console script."""
+"""Installs the `lakehouse` package (jobs/lakehouse/: jobs/ is the source root) and its console script."""
 
 from setuptools import setup
 
@@ -37,7 +37,7 @@ setup(
     description="Event lakehouse: JSON events into Delta Lake with Spark, GX, Trino and Airflow",
     python_requires=">=3.11,<3.12",
     packages=["lakehouse"],
-    package_dir={"lakehouse": "jobs"},
+    package_dir={"": "jobs"},
     # Compiled on first use (lakehouse.localfs).
     package_data={"lakehouse": ["java/*.java"]},
     install_requires=RUNTIME,

@@ -25,7 +25,7 @@ import psutil
 
 from lakehouse.config import Settings, load_settings
 from lakehouse.generate import GenerateSummary
-from lakehouse.trino import connect
+from lakehouse.trino_client import connect
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -41,7 +41,7 @@ from lakehouse.config import Settings
 from lakehouse.generate import generate
 from lakehouse.session import spark_session
 from lakehouse.storage import peek_version
-from lakehouse.trino import query
+from lakehouse.trino_client import query
 
 DAY = date(2024, 3, 1)
 MAX_SECONDS = 60  # landed -> queryable through Trino, locally

@@ -40,7 +40,7 @@ from history import History, type_specs, write_history
 from lakehouse.aggregate import aggregate, month_days
 from lakehouse.config import Settings
 from lakehouse.session import spark_session
-from lakehouse.trino import ANALYST
+from lakehouse.trino_client import ANALYST
 
 START = date(2024, 1, 1)
 SIX_MONTHS = 182

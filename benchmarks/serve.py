@@ -33,7 +33,7 @@ from deltalake import DeltaTable
 from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.generate import generate
-from lakehouse.trino import ANALYST, query
+from lakehouse.trino_client import ANALYST, query
 
 START = date(2024, 3, 1)
 MAX_MS = 1000  # a BI question through Trino answers within a second

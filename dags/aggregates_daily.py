@@ -7,7 +7,7 @@ from datetime import timedelta
 from airflow.sdk import DAG
 
 from lakehouse import tables
-from lakehouse.orchestrate import DAG_ARGS, command_task, events_asset, spark_job
+from lakehouse.airflow_tasks import DAG_ARGS, command_task, events_asset, spark_job
 
 with DAG("aggregates_daily", schedule=[events_asset()], doc_md=__doc__, dagrun_timeout=timedelta(hours=3), **DAG_ARGS):
     aggregate = spark_job("aggregate", "aggregate", timeout=timedelta(hours=1))

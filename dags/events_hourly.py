@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG
 
-from lakehouse.orchestrate import DAG_ARGS, events_asset, new_batches_gate, spark_job
+from lakehouse.airflow_tasks import DAG_ARGS, events_asset, new_batches_gate, spark_job
 
 with DAG("events_hourly", schedule="@hourly", doc_md=__doc__, dagrun_timeout=timedelta(hours=3), **DAG_ARGS):
     ingest = spark_job("ingest", "ingest", timeout=timedelta(hours=2))

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param
 
-from lakehouse.orchestrate import DAG_ARGS, spark_job
+from lakehouse.airflow_tasks import DAG_ARGS, spark_job
 
 with DAG(
     "forget_user",

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG
 
-from lakehouse.orchestrate import DAG_ARGS, spark_job
+from lakehouse.airflow_tasks import DAG_ARGS, spark_job
 
 with DAG("lake_maintenance", schedule="@daily", doc_md=__doc__, **DAG_ARGS):
     spark_job("maintain", "maintain", timeout=timedelta(hours=4))

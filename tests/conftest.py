@@ -19,7 +19,7 @@ from lakehouse.config import Settings, load_settings
 from lakehouse.ingest import ingest
 from lakehouse.publish import publish
 from lakehouse.session import spark_session
-from lakehouse.trino import start, stop
+from lakehouse.trino_server import start, stop
 from tests.lake import event_line, land
 
 REPO = Path(__file__).resolve().parent.parent

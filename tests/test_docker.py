@@ -16,7 +16,7 @@ import yaml
 from pydantic import SecretStr
 
 from lakehouse.config import Settings, load_settings
-from lakehouse.trino import _catalog, _rules
+from lakehouse.trino_server import _catalog, _rules
 from tests.conftest import REPO
 
 DOCKER = REPO / "docker"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.airflow_local import airflow_environ
 from lakehouse.config import load_settings
-from lakehouse.standalone import airflow_environ
 from tests.conftest import CONF, REPO, test_environ
 
 DAGS = REPO / "dags"

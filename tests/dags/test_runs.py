@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 from lakehouse import tables
 from lakehouse.config import Settings, load_settings
 from lakehouse.generate import GenerateSummary, generate
-from lakehouse.trino import query, start, stop
+from lakehouse.trino_client import query
+from lakehouse.trino_server import start, stop
 from tests.conftest import CONF, REPO, free_port
 from tests.conftest import test_environ as lake_environ
 from tests.dags.conftest import DAGS

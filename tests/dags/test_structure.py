@@ -11,10 +11,10 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import DAG, Asset
 from airflow.sdk.exceptions import ParamValidationError
 
+from lakehouse.airflow_local import SPARK_CONN_ID, airflow_environ
+from lakehouse.airflow_tasks import SUBMIT_APP, ReportedErrorsAreFinal, conf_file
 from lakehouse.config import load_settings
-from lakehouse.orchestrate import SUBMIT_APP, ReportedErrorsAreFinal, conf_file
 from lakehouse.session import spark_conf
-from lakehouse.standalone import SPARK_CONN_ID, airflow_environ
 from tests.conftest import CONF
 from tests.dags.conftest import DAGS
 

@@ -28,7 +28,7 @@ from lakehouse.forget import NOTHING, TAG, USER_METADATA, blank_lines, checked_u
 from lakehouse.ingest import BATCH_SCHEMA, ingest
 from lakehouse.maintain import session_conf
 from lakehouse.storage import append
-from lakehouse.trino import query
+from lakehouse.trino_client import query
 from tests.jobs.test_cli import lakehouse
 from tests.lake import copied_lake, event_line, land, table, version
 

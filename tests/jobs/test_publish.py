@@ -17,7 +17,7 @@ from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.publish import PUBLISHED, publish
-from lakehouse.trino import ANALYST, connect, query
+from lakehouse.trino_client import ANALYST, connect, query
 from tests.conftest import REPO, SERVED_START
 from tests.lake import table
 

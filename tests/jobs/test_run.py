@@ -15,7 +15,7 @@ import pytest
 from lakehouse import tables
 from lakehouse.config import Settings, load_settings
 from lakehouse.storage import peek
-from lakehouse.trino import status, stop
+from lakehouse.trino_server import status, stop
 from tests.conftest import CONF, free_port
 from tests.conftest import test_environ as environment_for
 from tests.jobs.test_cli import lakehouse

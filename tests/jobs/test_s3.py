@@ -31,7 +31,8 @@ from lakehouse.errors import LakehouseError
 from lakehouse.ingest import EVENT_COLUMNS
 from lakehouse.publish import PUBLISHED
 from lakehouse.storage import peek
-from lakehouse.trino import ANALYST, LAKE, METASTORE, query, start, stop
+from lakehouse.trino_client import ANALYST, LAKE, query
+from lakehouse.trino_server import METASTORE, start, stop
 from tests.conftest import CONF, free_port
 from tests.conftest import test_environ as environment_for
 from tests.jobs.test_cli import lakehouse

@@ -14,7 +14,8 @@ from sqlalchemy import create_engine, text
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
-from lakehouse.trino import ANALYST, QueryError, Result, query, start, status, stop
+from lakehouse.trino_client import ANALYST, QueryError, Result, query
+from lakehouse.trino_server import start, status, stop
 from tests.conftest import free_port
 from tests.conftest import test_environ as environment_for
 from tests.jobs.test_cli import lakehouse

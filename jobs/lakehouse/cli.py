@@ -148,13 +148,13 @@ def _validate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
-    from lakehouse.pipeline import run
+    from lakehouse.run import run
 
     run(settings, say=lambda line: print(line, flush=True), sample_events=args.sample_events)
 
 
 def _trino(args: argparse.Namespace, settings: Settings) -> None:
-    from lakehouse.trino import control
+    from lakehouse.trino_server import control
 
     print(control(settings, args.action))
 
@@ -166,13 +166,13 @@ def _publish(_args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _sql(args: argparse.Namespace, settings: Settings) -> None:
-    from lakehouse.trino import query
+    from lakehouse.trino_client import query
 
     print(query(settings, args.query, args.user).as_table())
 
 
 def _airflow(args: argparse.Namespace, settings: Settings) -> None:
-    from lakehouse.standalone import standalone
+    from lakehouse.airflow_local import standalone
 
     standalone(settings, args.conf)
 

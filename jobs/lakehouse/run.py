@@ -18,7 +18,8 @@ from lakehouse.ingest import ingest
 from lakehouse.publish import publish
 from lakehouse.quality import validate
 from lakehouse.storage import peek
-from lakehouse.trino import ANALYST, query, start, status
+from lakehouse.trino_client import ANALYST, query
+from lakehouse.trino_server import start, status
 
 SAMPLE_EVENTS = 200_000
 SAMPLE_DAYS = 7

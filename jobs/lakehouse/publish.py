@@ -15,7 +15,8 @@ from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError, QualityGateFailed
 from lakehouse.quality import failed_tables
 from lakehouse.session import spark_session
-from lakehouse.trino import BI, LAKE, QueryError, location, query
+from lakehouse.trino_client import BI, LAKE, QueryError, query
+from lakehouse.trino_server import location
 
 PUBLISHED = (
     tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,

@@ -18,9 +18,9 @@ from airflow.sdk import Asset, RetryDecision, RetryPolicy
 
 from lakehouse import tables
 from lakehouse.aggregate import unaggregated_batches
+from lakehouse.airflow_local import CONF_ENV, SPARK_CONN_ID
 from lakehouse.config import DEFAULT_CONF, Settings, load_settings
 from lakehouse.session import spark_conf
-from lakehouse.standalone import CONF_ENV, SPARK_CONN_ID
 
 SUBMIT_APP = str(Path(__file__).resolve().with_name("submit.py"))
 # How the `lakehouse` command starts the one line it reports an error with (cli.main).

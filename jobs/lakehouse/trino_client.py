@@ -1,0 +1,114 @@
+"""Trino's client side for the lakehouse: one statement run as a user of the `lakehouse` catalog, its rows, and its
+errors as one-line LakehouseErrors."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+import trino.dbapi
+from requests import RequestException
+from trino.exceptions import TrinoConnectionError, TrinoQueryError
+
+from lakehouse.config import Settings, TrinoSettings
+from lakehouse.errors import LakehouseError
+
+CATALOG = "lakehouse"
+LAKE = "lake"
+BI = "bi"
+ANALYST = "analyst"
+# For a few seconds after a start, a server lists itself active before it schedules table scans on itself.
+NO_NODES_WAIT = 30
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query's column names and rows."""
+
+    columns: list[str]
+    rows: list[tuple]
+
+    def as_table(self) -> str:
+        """Columns aligned like Trino's own CLI (numbers to the right, text with line breaks over several lines),
+        then the row count."""
+        cells = [[_cell(value).split("\n") for value in row] for row in self.rows]
+        widths = [
+            max([len(name), *(len(line) for row in cells for line in row[i])]) for i, name in enumerate(self.columns)
+        ]
+        numeric = [bool(self.rows) and _is_number(self.rows[0][i]) for i in range(len(widths))]
+        lines = [" | ".join(map(str.center, self.columns, widths)), "-+-".join("-" * width for width in widths)]
+        for row in cells:
+            lines.extend(_row_lines(row, widths, numeric))
+        lines.append(f"({len(self.rows)} row{'' if len(self.rows) == 1 else 's'})")
+        return "\n".join(line.rstrip() for line in lines)
+
+
+class QueryError(LakehouseError):
+    """Trino refused or failed a query; `error_name` is Trino's code for why (e.g. PERMISSION_DENIED)."""
+
+    def __init__(self, message: str, error_name: str) -> None:
+        super().__init__(message)
+        self.error_name = error_name
+
+
+def query(settings: Settings, sql: str, user: str | None = None) -> Result:
+    """The result of one statement, run as `user` (default: the pipeline's user); Trino's errors as QueryError.
+    For a few seconds after a start, a server lists itself active before it schedules table scans on itself
+    (NO_NODES_AVAILABLE): such a statement is retried for up to NO_NODES_WAIT seconds."""
+    deadline = time.monotonic() + NO_NODES_WAIT
+    while True:
+        try:
+            return _query_once(settings, sql, user)
+        except QueryError as exc:
+            if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _query_once(settings: Settings, sql: str, user: str | None) -> Result:
+    try:
+        with connect(settings, user) as connection:
+            cursor = connection.cursor()
+            cursor.execute(sql.strip().rstrip(";"))
+            rows = cursor.fetchall()
+    except TrinoQueryError as exc:
+        raise QueryError(f"Trino: {exc.message}", exc.error_name) from None
+    except (TrinoConnectionError, RequestException):
+        raise LakehouseError(
+            f"no Trino server answers at {url(settings.trino)}: run `lakehouse trino start`"
+        ) from None
+    return Result([column[0] for column in cursor.description or ()], [tuple(row) for row in rows])
+
+
+def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connection:
+    """A DB-API connection to the configured server and catalog, as `user` (default: the pipeline's user)."""
+    config = settings.trino
+    return trino.dbapi.connect(host=config.host, port=config.port, user=user or config.user, catalog=CATALOG,
+                               source="lakehouse")  # fmt: skip
+
+
+def url(config: TrinoSettings) -> str:
+    """The address of the configured server."""
+    return f"http://{config.host}:{config.port}"
+
+
+def _row_lines(row: list[list[str]], widths: list[int], numeric: list[bool]) -> list[str]:
+    lines = []
+    for depth in range(max(map(len, row), default=0)):
+        texts = [cell[depth] if depth < len(cell) else "" for cell in row]
+        columns = zip(texts, widths, numeric, strict=True)
+        aligned = (text.rjust(width) if right else text.ljust(width) for text, width, right in columns)
+        lines.append(" | ".join(aligned))
+    return lines
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _cell(value: object) -> str:
+    """A value as Trino's CLI prints it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "NULL" if value is None else str(value)
