@@ -1,4 +1,5 @@
-"""Loads settings from a YAML file in conf/, with LAKEHOUSE__SECTION__KEY environment overrides, into typed values."""
+"""Loads settings from a YAML file in conf/, with LAKEHOUSE__SECTION__KEY environment overrides, into typed values;
+relative paths resolve against the file's project folder, or the working directory for an environment variable."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -17,6 +18,14 @@ from lakehouse.errors import LakehouseError
 DEFAULT_CONF = "conf/local.yaml"
 ENV_PREFIX = "LAKEHOUSE__"
 _JSON_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class _LocalPath:
+    """Marks a field as a local path: `load_settings` makes a relative one absolute (empty strings and URIs stay)."""
+
+
+PathStr = Annotated[str, _LocalPath()]
 
 
 class _Section(BaseModel):
@@ -24,7 +33,7 @@ class _Section(BaseModel):
 
 
 class LakeSettings(_Section):
-    root: str = "./lake"
+    root: PathStr = "./lake"
 
     @field_validator("root")
     @classmethod
@@ -39,8 +48,8 @@ class SparkSettings(_Section):
     app_name: str = "lakehouse"
     driver_memory: str = Field(default="4g", pattern=r"^[0-9]+[kmgt]$")
     shuffle_partitions: int = Field(default=8, ge=1)
-    ivy_cache: str = "./.cache/ivy"
-    log_file: str = "./state/logs/spark.log"
+    ivy_cache: PathStr = "./.cache/ivy"
+    log_file: PathStr = "./state/logs/spark.log"
     log_level: str = Field(default="WARN", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
     conf: dict[str, str] = Field(default_factory=dict)
 
@@ -71,9 +80,9 @@ class IngestSettings(_Section):
 
 
 class QualitySettings(_Section):
-    suites: str = "./expectations"
+    suites: PathStr = "./expectations"
     # Empty: `_quality` under the lake root (which must then be local: GX writes its files locally).
-    dir: str = ""
+    dir: PathStr = ""
     countries: tuple[str, ...] = ("DE", "US", "GB", "FR", "ES", "IT", "NL")
     country_mostly: float = Field(default=0.95, ge=0, le=1)
     max_quarantine_share: float = Field(default=0.05, ge=0, le=1)
@@ -81,8 +90,8 @@ class QualitySettings(_Section):
 
 class TrinoSettings(_Section):
     version: int = Field(default=476, ge=476)
-    home: str = "./.cache/trino"
-    state_dir: str = "./state/trino"
+    home: PathStr = "./.cache/trino"
+    state_dir: PathStr = "./state/trino"
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65_535)
     heap: str = Field(default="4G", pattern=r"^[0-9]+[MG]$")
@@ -90,7 +99,7 @@ class TrinoSettings(_Section):
     query_max_memory_per_node: str = Field(default="1GB", pattern=r"^[0-9]+[MG]B$")
     user: str = Field(default="lakehouse", pattern=r"^[a-z_][a-z0-9_-]*$")
     start_timeout_seconds: int = Field(default=180, ge=1)
-    views_dir: str = "./sql"
+    views_dir: PathStr = "./sql"
     # False: the server at host:port is run by someone else (docker/compose.yaml's trino service, a cluster);
     # `lakehouse trino start` then only waits for it to answer and `stop` refuses.
     managed: bool = True
@@ -103,8 +112,8 @@ class AggregateSettings(_Section):
 
 
 class AirflowSettings(_Section):
-    home: str = "./state/airflow"
-    dags_folder: str = "./dags"
+    home: PathStr = "./state/airflow"
+    dags_folder: PathStr = "./dags"
     port: int = Field(default=8080, ge=1, le=65_535)
     parallelism: int = Field(default=2, ge=1)
 
@@ -158,13 +167,48 @@ class Settings(_Section):
 
 
 def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the YAML file at `path`, overridden by LAKEHOUSE__SECTION__KEY variables of `environ`."""
+    """Settings from the YAML file at `path`, overridden by LAKEHOUSE__SECTION__KEY variables of `environ`.
+
+    A relative path (a `PathStr` field) written in the file, or a default the file does not set, is resolved against
+    the project folder the file belongs to (`project_folder`); one given by an environment variable against the
+    working directory, as a shell user expects. Resolved paths are absolute; empty strings and URIs stay as they are.
+    """
     raw = _read_yaml(Path(path))
     sources = _apply_overrides(raw, os.environ if environ is None else environ)
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise LakehouseError(_one_line(path, exc, sources)) from None
+    return _resolve_paths(settings, project_folder(path), sources)
+
+
+def project_folder(path: str | Path) -> Path:
+    """The folder a settings file's relative paths are relative to: the parent of its folder when that is named
+    `conf` (<project>/conf/local.yaml: <project>), else the file's own folder."""
+    folder = Path(os.path.abspath(path)).parent
+    return folder.parent if folder.name == "conf" else folder
+
+
+def _resolve_paths(settings: Settings, project: Path, sources: dict[tuple[str, ...], str]) -> Settings:
+    """`settings` with every relative `PathStr` made absolute: against the working directory when an environment
+    variable set it (`sources`), against `project` otherwise."""
+    sections = {}
+    for name in Settings.model_fields:
+        section = getattr(settings, name)
+        resolved = {
+            key: _absolute(getattr(section, key), Path.cwd() if (name, key) in sources else project)
+            for key, field in type(section).model_fields.items()
+            if any(isinstance(marker, _LocalPath) for marker in field.metadata)
+        }
+        if resolved:
+            sections[name] = section.model_copy(update=resolved)
+    return settings.model_copy(update=sections)
+
+
+def _absolute(value: str, base: Path) -> str:
+    if not value or _URI.match(value):
+        return value
+    return os.path.abspath(base / value)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable as RustTable
+from pyspark.sql import SparkSession
 
-from tests.conftest import REPO
+from tests.conftest import CONF, REPO
+from tests.lake import event_line, land
 
 
 def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -60,3 +65,40 @@ def test_missing_landing_folder_is_a_one_line_error(cli_env, tmp_path: Path) -> 
     assert done.returncode == 2
     assert done.stderr.strip().startswith("lakehouse: error: no landing folder at file://")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _files(folder: Path) -> set[Path]:
+    return {path.relative_to(folder) for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.slow
+def test_the_project_conf_means_the_same_from_another_working_directory(spark: SparkSession, tmp_path: Path) -> None:
+    """`--conf <repo>/conf/local.yaml` from a fresh folder: the file's relative paths (Ivy cache, suites) resolve into
+    the repo, so nothing is fetched again nor cached there; the variables' relative paths resolve in that folder.
+    (The session's `spark` has filled the repo's Ivy cache, if it was empty.)"""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    lines = [event_line(f"event-{n}", datetime(2024, 3, 1, 10, n), user=f"user-{n}") for n in range(4)]
+    land(cwd / "lake" / "landing", "events.jsonl", [*lines, lines[0]])
+    ivy = REPO / ".cache" / "ivy"
+    cached = _files(ivy)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("LAKEHOUSE__")}
+    env |= {
+        "LAKEHOUSE__LAKE__ROOT": "lake",
+        "LAKEHOUSE__SPARK__LOG_FILE": "logs/spark.log",
+        "LAKEHOUSE__SPARK__MASTER": "local[2]",
+        "LAKEHOUSE__SPARK__SHUFFLE_PARTITIONS": "2",
+        "LAKEHOUSE__SPARK__DRIVER_MEMORY": "2g",
+        "LAKEHOUSE__SPARK__CONF": "{spark.ui.enabled: 'false'}",
+    }
+    done = lakehouse("ingest", "--conf", str(CONF), env=env, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["lines_read"], summary["valid"], summary["duplicates"], summary["quarantined"]) == (5, 4, 1, 0)
+    assert summary["checks"] == {"events": "passed", "quarantine": "passed"}
+    assert RustTable(str(cwd / "lake" / "events")).to_pyarrow_table().num_rows == 4
+    assert sorted(path.name for path in cwd.iterdir()) == ["lake", "logs"]
+    log = (cwd / "logs" / "spark.log").read_text()
+    assert f"Ivy Default Cache set to: {ivy / 'cache'}\n" in log
+    assert "downloading " not in log
+    assert _files(ivy) == cached

@@ -8,12 +8,13 @@ import pytest
 
 from lakehouse.config import load_settings
 from lakehouse.errors import LakehouseError
-from tests.conftest import CONF
+from lakehouse.tables import lake_root
+from tests.conftest import CONF, REPO
 
 
 def test_default_config_is_the_embedded_local_lake() -> None:
     settings = load_settings(CONF, {})
-    assert (settings.lake.root, settings.spark.master) == ("./lake", "local[*]")
+    assert (settings.lake.root, settings.spark.master) == (str(REPO / "lake"), "local[*]")
     assert settings.ingest.user_id_paths == ("data.attributes.user_id", "meta.user_id")
 
 
@@ -76,3 +77,92 @@ def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, message: str) 
 def test_missing_file() -> None:
     with pytest.raises(LakehouseError, match="config file not found: nowhere.yaml"):
         load_settings("nowhere.yaml", {})
+
+
+def _settings_file(folder: Path, text: str, name: str = "x.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return folder / name
+
+
+@pytest.mark.parametrize("relative_conf", [False, True], ids=["absolute-conf", "relative-conf"])
+def test_relative_paths_in_a_conf_folder_resolve_against_its_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative_conf: bool
+) -> None:
+    conf = _settings_file(tmp_path / "proj" / "conf", (
+        "lake:\n  root: ./lake\n"
+        "spark:\n  ivy_cache: .cache/ivy\n  log_file: state/logs/spark.log\n"
+        "quality:\n  suites: ../shared/expectations\n  dir: ./state/quality\n"
+        f"trino:\n  home: {tmp_path / 'opt' / 'trino'}\n  views_dir: sql/\n"
+    ))  # fmt: skip
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    settings = load_settings(Path("../proj/conf/x.yaml") if relative_conf else conf, {})
+    assert settings.lake.root == str(tmp_path / "proj" / "lake")
+    assert settings.spark.ivy_cache == str(tmp_path / "proj" / ".cache" / "ivy")
+    assert settings.spark.log_file == str(tmp_path / "proj" / "state" / "logs" / "spark.log")
+    assert settings.quality.suites == str(tmp_path / "shared" / "expectations")
+    assert settings.quality.dir == str(tmp_path / "proj" / "state" / "quality")
+    assert settings.trino.home == str(tmp_path / "opt" / "trino")
+    assert settings.trino.views_dir == str(tmp_path / "proj" / "sql")
+    assert lake_root(settings) == f"file://{tmp_path}/proj/lake"
+
+
+def test_a_file_outside_a_conf_folder_resolves_against_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = _settings_file(tmp_path / "settings", "lake:\n  root: lake\nairflow:\n  dags_folder: ../dags\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(conf, {})
+    assert settings.lake.root == str(tmp_path / "settings" / "lake")
+    assert settings.airflow.dags_folder == str(tmp_path / "dags")
+    assert settings.airflow.home == str(tmp_path / "settings" / "state" / "airflow")
+
+
+def test_defaults_resolve_against_the_project_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = _settings_file(tmp_path / "proj" / "conf", "spark:\n  master: local[1]\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(conf, {})
+    project = tmp_path / "proj"
+    assert settings.lake.root == str(project / "lake")
+    assert settings.spark.ivy_cache == str(project / ".cache" / "ivy")
+    assert settings.trino.home == str(project / ".cache" / "trino")
+    assert settings.spark.log_file == str(project / "state/logs/spark.log")
+    assert settings.quality.suites == str(project / "expectations")
+    assert (settings.trino.state_dir, settings.trino.views_dir) == (str(project / "state/trino"), str(project / "sql"))
+    assert settings.airflow.home == str(project / "state" / "airflow")
+    assert settings.airflow.dags_folder == str(project / "dags")
+    assert settings.quality.dir == ""
+
+
+def test_an_environment_override_resolves_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = _settings_file(tmp_path / "proj" / "conf", "spark:\n  ivy_cache: ./.cache/ivy\n  log_file: ./spark.log\n")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    settings = load_settings(conf, {"LAKEHOUSE__LAKE__ROOT": "data/lake", "LAKEHOUSE__SPARK__LOG_FILE": "./logs/s.log",
+                                    "LAKEHOUSE__QUALITY__DIR": "./state/quality"})  # fmt: skip
+    assert settings.lake.root == str(tmp_path / "work" / "data" / "lake")
+    assert settings.spark.log_file == str(tmp_path / "work" / "logs" / "s.log")
+    assert settings.quality.dir == str(tmp_path / "work" / "state" / "quality")
+    # Keys of the same section that the file sets still resolve against the project.
+    assert settings.spark.ivy_cache == str(tmp_path / "proj" / ".cache" / "ivy")
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["file", "env"])
+def test_empty_paths_keep_their_meaning(tmp_path: Path, from_env: bool) -> None:
+    text = "" if from_env else 'spark:\n  log_file: ""\nquality:\n  dir: ""\n'
+    environ = {"LAKEHOUSE__SPARK__LOG_FILE": "", "LAKEHOUSE__QUALITY__DIR": ""} if from_env else {}
+    settings = load_settings(_settings_file(tmp_path / "conf", text), environ)
+    assert (settings.spark.log_file, settings.quality.dir) == ("", "")
+
+
+@pytest.mark.parametrize("from_env", [False, True], ids=["file", "env"])
+@pytest.mark.parametrize("uri", ["s3a://b/p", "file:///data/lake"])
+def test_uris_are_left_alone(tmp_path: Path, from_env: bool, uri: str) -> None:
+    text = "" if from_env else f"lake:\n  root: {uri}\n"
+    environ = {"LAKEHOUSE__LAKE__ROOT": uri} if from_env else {}
+    settings = load_settings(_settings_file(tmp_path / "conf", text), environ)
+    assert settings.lake.root == uri
+    assert lake_root(settings) == uri
