@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.generate import COUNTRIES, REALISTIC_TYPES, TYPE_ZIPF
-from lakehouse.ingest import INDEXED_FROM_EVENTS, append_ids, id_rows
+from lakehouse.ingest import INDEXED_FROM_EVENTS, id_rows
 from lakehouse.storage import append
 
 EVENT_COLUMNS = (
@@ -77,9 +77,9 @@ def write_history(spark: SparkSession, settings: Settings, history: History) -> 
     per_write = max(1, min(MAX_DAYS_PER_WRITE, MAX_ROWS_PER_WRITE // history.events_per_day))
     for first in range(0, history.days, per_write):
         frame = history_frame(spark, history, first, min(per_write, history.days - first)).persist()
-        append(frame, settings, tables.EVENTS, tables.EVENT_PARTITIONS)
+        append(frame, settings, tables.EVENTS)
         # Indexed as ingest indexes what it writes, so that a later ingest deduplicates against it at once.
-        append_ids(id_rows(frame, INDEXED_FROM_EVENTS), settings)
+        append(id_rows(frame, INDEXED_FROM_EVENTS), settings, tables.EVENT_IDS)
         frame.unpersist()
         commits += 1
     return Written(history.days * history.events_per_day, commits, time.perf_counter() - started)

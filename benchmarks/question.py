@@ -37,8 +37,9 @@ from common import (
 )
 from history import History, type_specs, write_history
 
-from lakehouse.aggregate import aggregate, month_days
+from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
+from lakehouse.dates import month_days
 from lakehouse.session import spark_session
 from lakehouse.trino_client import ANALYST
 

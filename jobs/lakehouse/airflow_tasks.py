@@ -1,6 +1,5 @@
-"""What the DAGs in dags/ are built from: every Spark job is `spark-submit jobs/submit.py COMMAND` through the Apache
-Spark provider, on the master of the Spark connection (built from conf/ by `lakehouse airflow`), with the Spark
-settings and Delta jars of `session.spark_conf`, so one DAG targets local Spark or a cluster alike."""
+"""The Airflow task factory the DAGs of dags/ are wired from: `lakehouse COMMAND` through spark-submit (or as a plain
+command), with conf/'s Spark settings, retries and the new-batches gate."""
 
 from __future__ import annotations
 
@@ -16,8 +15,7 @@ from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import Asset, RetryDecision, RetryPolicy
 
-from lakehouse import tables
-from lakehouse.aggregate import unaggregated_batches
+from lakehouse import state, tables
 from lakehouse.airflow_local import CONF_ENV, SPARK_CONN_ID
 from lakehouse.config import DEFAULT_CONF, Settings, load_settings
 from lakehouse.session import spark_conf
@@ -92,7 +90,8 @@ def spark_job(task_id: str, *command: str, timeout: timedelta, **kwargs: Any) ->
 
 def command_task(task_id: str, *command: str, timeout: timedelta) -> BashOperator:
     """A task running `lakehouse COMMAND` as it is, for the commands that need no Spark. It runs in Airflow's working
-    directory, like the Spark jobs: relative paths in conf/ are relative to it, as on the command line."""
+    directory, like the Spark jobs: a relative --conf file (and a relative path in a LAKEHOUSE__ variable) is found
+    from there, while the file's own relative paths are relative to its project folder, as on the command line."""
     line = shlex.join([sys.executable, "-m", "lakehouse.cli", *command, "--conf", conf_file()])
     return BashOperator(task_id=task_id, bash_command=line, cwd=os.getcwd(), execution_timeout=timeout)
 
@@ -105,4 +104,4 @@ def new_batches_gate(task_id: str) -> ShortCircuitOperator:
 
 
 def _new_batches() -> bool:
-    return bool(unaggregated_batches(dag_settings()))
+    return bool(state.unaggregated_batches(dag_settings()))

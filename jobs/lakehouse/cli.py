@@ -133,7 +133,8 @@ def _ingest(_args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _aggregate(args: argparse.Namespace, settings: Settings) -> None:
-    from lakehouse.aggregate import aggregate, day_range
+    from lakehouse.aggregate import aggregate
+    from lakehouse.dates import day_range
 
     if (args.first is None) != (args.last is None):
         raise LakehouseError("--from and --to go together")

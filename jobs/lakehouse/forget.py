@@ -1,13 +1,5 @@
-"""`lakehouse forget-user USER_ID` (DESIGN §6): removes one user's rows from `events` (and their ids from
-`_state/event_ids`), `quarantine` and the daily gold tables (rebuilding the days they were in), blanks their lines in
-the landing files, physically deletes the files and log entries that still hold them, and records the request in
-`_state/forget_requests` with counts only: never the user id, nor anything derived from it.
-
-Safe to repeat: a run that finds nothing of the user changes nothing, and one interrupted midway is finished by the
-next (its commits carry a tag until their table is purged). It refuses to work while an ingest batch is unfinished:
-that batch may have read the lines this run blanks, and it deduplicates against an `events` version the purge deletes.
-Not edited: the quality reports of failed validations, which may list sample `user_id`s (README, Operations).
-"""
+"""`lakehouse forget-user USER_ID` (DESIGN §6): removes one user from every table and landing file, purges the files
+that still hold them, and records the request with counts only."""
 
 from __future__ import annotations
 
@@ -15,43 +7,36 @@ import getpass
 import gzip
 import hashlib
 import json
-import os
 import time
 import unicodedata
 import uuid
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
 
-from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse import tables
-from lakehouse.aggregate import aggregate
+from lakehouse import gold, state, tables
 from lakehouse.config import Settings
 from lakehouse.contract import first_string, without_bom
 from lakehouse.errors import LakehouseError
-from lakehouse.ingest import unfinished_batches
-from lakehouse.landing import LandingFile, list_landing, number_lines, read_lines
-from lakehouse.maintain import purge, session_conf
+from lakehouse.landing import list_landing, number_lines, read_lines
+from lakehouse.records import ForgetRequest, LandingFile
 from lakehouse.session import spark_session
-from lakehouse.storage import append, read, retry_on_conflict
+from lakehouse.storage import (
+    append_records,
+    delete,
+    folder_exists,
+    has_tagged_commit,
+    purge,
+    read,
+    retry_on_conflict,
+    rewrite_file,
+    tagged_commits,
+)
 
 # Marks this command's commits until their table is purged: a later run finishes the purge of an interrupted one.
 TAG = "lakehouse forget-user "
-USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-PURGED = (
-    tables.EVENTS, tables.EVENT_IDS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
-    tables.MONTHLY_USER_ACTIVITY,
-)  # fmt: skip
-REQUEST_SCHEMA = (
-    "request_id string, requested_at timestamp, requested_by string, finished_at timestamp, "
-    "rows_removed map<string, long>, days_rebuilt int, landing_files_rewritten int, landing_lines_removed long, "
-    "tables_purged array<string>, files_purged long"
-)
 UTF8_BOM = "\ufeff".encode()
 NOTHING = "nothing to forget: no table row and no landing line is this user's"
 
@@ -116,22 +101,22 @@ def forget(settings: Settings, user_id: str, requested_by: str | None = None) ->
     for landed, digests in lines.items():
         _rewrite(spark, landed, digests, request_id)
     _refuse_while_ingesting(spark, settings)
-    with session_conf(spark, {USER_METADATA: TAG + request_id}):
+    with tagged_commits(spark, TAG + request_id):
         days = _remove(spark, settings, user_id, rows, found)
     _refuse_while_ingesting(spark, settings)
     purged = {name: purge(spark, settings, name) for name in _unpurged(spark, settings)}
     summary = _summary(request_id, found, days, lines, purged)
-    record = (
+    request = ForgetRequest(
         request_id, requested_at, requested_by or _os_user(), datetime.now(UTC), summary["rows_removed"],
         summary["days_rebuilt"], summary["landing_files_rewritten"], summary["landing_lines_removed"],
-        summary["tables_purged"], summary["files_purged"],
+        tuple(summary["tables_purged"]), summary["files_purged"],
     )  # fmt: skip
-    append(spark.createDataFrame([record], REQUEST_SCHEMA), settings, tables.FORGET_REQUESTS)
+    append_records(spark, settings, tables.FORGET_REQUESTS, [request])
     return {**summary, "seconds": round(time.monotonic() - started, 3)}
 
 
 def _refuse_while_ingesting(spark: SparkSession, settings: Settings) -> None:
-    unfinished = unfinished_batches(settings)
+    unfinished = state.unfinished_batches(settings)
     if unfinished:
         raise LakehouseError(
             f"ingest batch {unfinished[0]} is not finished: let the running `lakehouse ingest` end (or run it to "
@@ -142,7 +127,7 @@ def _refuse_while_ingesting(spark: SparkSession, settings: Settings) -> None:
 def _landing_lines(spark: SparkSession, settings: Settings, user_id: str) -> dict[LandingFile, dict[int, str]]:
     """The user's lines in every landing file, taken or not: line numbers and the SHA-256 of each line, per file."""
     landing = tables.table_path(settings, tables.LANDING)
-    if not _file_system(spark, landing).exists(_hadoop_path(spark, landing)):
+    if not folder_exists(spark, landing):
         return {}
     files = list_landing(spark, landing, settings.ingest.extensions)
     if not files:
@@ -160,49 +145,15 @@ def _landing_lines(spark: SparkSession, settings: Settings, user_id: str) -> dic
 
 
 def _rewrite(spark: SparkSession, landed: LandingFile, digests: dict[int, str], request_id: str) -> None:
-    """Replaces the landing file with its user lines blanked, compressed as before, so that no reader ever sees half
-    a file; its path, which is what ingest knows a file by, stays the same, so no later ingest takes it again."""
+    """Replaces the landing file with its user lines blanked, compressed as before; its path, which is what ingest
+    knows a file by, stays the same, so no later ingest takes it again."""
     compressed = landed.path.endswith(".gz")
-    if urlparse(landed.location).scheme in ("", "file"):
-        _rewrite_local(Path(urlparse(landed.location).path), digests, compressed, request_id)
-        return
-    # An object store (s3a://): the object is replaced as a whole when the new one is complete (S3 PUT semantics).
-    path = _hadoop_path(spark, landed.location)
-    file_system = _file_system(spark, landed.location)
-    stream = file_system.open(path)
-    try:
-        data = bytes(spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
-    finally:
-        stream.close()
-    blanked = blank_lines(gzip.decompress(data) if compressed else data, digests)
-    out = file_system.create(path, True)
-    try:
-        out.write(bytearray(gzip.compress(blanked) if compressed else blanked))
-    finally:
-        out.close()
 
+    def blanked(data: bytes) -> bytes:
+        kept = blank_lines(gzip.decompress(data) if compressed else data, digests)
+        return gzip.compress(kept) if compressed else kept
 
-def _rewrite_local(path: Path, digests: dict[int, str], compressed: bool, request_id: str) -> None:
-    """The new content goes to a hidden file first (ingest never lists those) and replaces the old in one rename."""
-    data = path.read_bytes()
-    blanked = blank_lines(gzip.decompress(data) if compressed else data, digests)
-    temporary = path.with_name(f".{path.name}.{request_id}.tmp")
-    try:
-        with open(temporary, "wb") as out:
-            out.write(gzip.compress(blanked) if compressed else blanked)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _hadoop_path(spark: SparkSession, location: str) -> Any:
-    return spark._jvm.org.apache.hadoop.fs.Path(location)
-
-
-def _file_system(spark: SparkSession, location: str) -> Any:
-    return _hadoop_path(spark, location).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    rewrite_file(spark, landed.location, blanked, request_id)
 
 
 def _user_rows(spark: SparkSession, settings: Settings, user_id: str) -> dict[str, DataFrame]:
@@ -235,31 +186,19 @@ def _remove(
         if found.get(name):
             _delete(spark, settings, name, user_id)
     if days and tables.DAILY_USER_ACTIVITY in rows:
-        aggregate(settings, days)
+        retry_on_conflict(lambda: gold.rebuild(spark, settings, days, []))
     return days
 
 
 def _delete(spark: SparkSession, settings: Settings, table: str, user_id: str) -> None:
-    def delete() -> None:
-        delta = DeltaTable.forPath(spark, tables.table_path(settings, table))
-        if table in (tables.EVENTS, tables.EVENT_IDS):
-            delta.delete(F.col("user_id") == user_id)
-        else:
-            delta.delete(_quarantined_by(settings, user_id))
-
-    retry_on_conflict(delete)
+    by_user = table in (tables.EVENTS, tables.EVENT_IDS)
+    condition = (F.col("user_id") == user_id) if by_user else _quarantined_by(settings, user_id)
+    retry_on_conflict(lambda: delete(spark, settings, table, condition))
 
 
 def _unpurged(spark: SparkSession, settings: Settings) -> list[str]:
     """The tables whose log still holds a commit of this command: their old files may hold a forgotten user."""
-    waiting = []
-    for name in PURGED:
-        path = tables.table_path(settings, name)
-        if DeltaTable.isDeltaTable(spark, path):
-            tagged = DeltaTable.forPath(spark, path).history().where(F.startswith("userMetadata", F.lit(TAG)))
-            if not tagged.isEmpty():
-                waiting.append(name)
-    return waiting
+    return [name for name in tables.PURGED if has_tagged_commit(spark, settings, name, TAG)]
 
 
 def _summary(

@@ -3,47 +3,27 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse.errors import LakehouseError
+from lakehouse.records import LandingFile
+from lakehouse.storage import folder_exists, list_files
 
 _GLOB_CHARS = re.compile(r"([\\{}\[\]*?])")
-
-
-@dataclass(frozen=True)
-class LandingFile:
-    """A landed file. `path` (relative to the landing root) is its identity; `location` is what Spark reads."""
-
-    path: str
-    location: str
-    uri: str
-    size: int
 
 
 def list_landing(spark: SparkSession, landing: str, extensions: tuple[str, ...]) -> list[LandingFile]:
     """Every file under `landing` with one of `extensions`, sorted by path. Names starting with `_` or `.`
     (uploads in progress, marker files) are left alone."""
-    jvm = spark.sparkContext._jvm
-    root = jvm.org.apache.hadoop.fs.Path(landing)
-    fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(root):
+    if not folder_exists(spark, landing):
         raise LakehouseError(f"no landing folder at {landing}: land files there, or run `lakehouse generate --out`")
-    prefix = fs.makeQualified(root).toUri().getPath().rstrip("/") + "/"
-    found = []
-    listing = fs.listFiles(root, True)
-    while listing.hasNext():
-        status = listing.next()
-        path = status.getPath()
-        relative = path.toUri().getPath().removeprefix(prefix)
-        if _hidden(relative) or not relative.endswith(extensions):
-            continue
-        location = path.toString()
-        # Spark reports a line's file as the URI of the path it was given: make the same from the same string.
-        uri = jvm.org.apache.hadoop.fs.Path(location).toUri().toString()
-        found.append(LandingFile(relative, location, uri, status.getLen()))
+    found = [
+        LandingFile(relative, location, uri, size)
+        for relative, location, uri, size in list_files(spark, landing)
+        if not _hidden(relative) and relative.endswith(extensions)
+    ]
     return sorted(found, key=lambda f: f.path)
 
 

@@ -1,10 +1,5 @@
-"""Hadoop's local file system without a `chmod` process per file, for Spark on a local lake.
-
-Without Hadoop's native library (pyspark ships none), Hadoop sets the permissions of every file and directory it
-creates locally by starting `chmod`: two processes per Parquet file (with its .crc) plus one per new partition folder.
-An ingest batch of one day writes ~7,500 partition files, so these forks took ~75% of its time. NioLocalFileSystem
-(jobs/java/) sets the same permissions through java.nio; it is compiled on first use into the jar cache.
-"""
+"""Hadoop's local file system without a `chmod` process per file (NioLocalFileSystem in java/, compiled on first use
+into the jar cache), for Spark on a local lake: README, "Local lake writes"."""
 
 from __future__ import annotations
 

@@ -1,13 +1,5 @@
-"""The lake from a notebook: a Spark session configured as the jobs' (Delta jars, S3, conf/'s settings) with every
-table as a view, for the data scientists' own queries and DataFrames.
-
-    from lakehouse.notebook import open_lake
-    spark = open_lake()                      # conf/local.yaml and LAKEHOUSE__… overrides, as the CLI reads them
-    spark.sql("SELECT event_type, count(*) FROM events GROUP BY 1").show()
-    spark.table("daily_user_activity").where("event_date >= date '2024-07-01'").toPandas()
-
-Read-only by convention: write through the `lakehouse` commands, which keep ingest exactly once and the gates.
-"""
+"""The lake from a notebook: the jobs' Spark session with every published table as a view, for the data scientists'
+own queries (README, "Who works with it how"); read-only by convention."""
 
 from __future__ import annotations
 
@@ -15,8 +7,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from lakehouse import tables
 from lakehouse.config import DEFAULT_CONF, load_settings
-from lakehouse.publish import PUBLISHED
 from lakehouse.session import spark_session
 from lakehouse.storage import read
 
@@ -27,7 +19,7 @@ def open_lake(conf: str | Path = DEFAULT_CONF) -> SparkSession:
     `daily_event_stats`, `monthly_user_activity`), each reading the table's latest version at query time."""
     settings = load_settings(conf)
     spark = spark_session(settings)
-    for name in PUBLISHED:
+    for name in tables.PUBLISHED:
         table = read(spark, settings, name)
         if table is not None:
             table.createOrReplaceTempView(name)

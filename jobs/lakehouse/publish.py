@@ -1,27 +1,21 @@
-"""`lakehouse publish`: registers the lake's Delta tables in Trino (schema `lake`) and makes schema `bi` hold exactly
-the views of the `sql/` files; safe to repeat, and a table Spark writes again needs no new registration. It changes
-nothing while the latest quality validation of any table failed."""
+"""`lakehouse publish`: registers the lake's published tables in Trino (schema `lake`) and makes schema `bi` hold
+exactly the views of `sql/`; changes nothing while the latest validation of any table failed."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from lakehouse import tables
+from lakehouse import state, tables
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError, QualityGateFailed
-from lakehouse.quality import failed_tables
 from lakehouse.session import spark_session
+from lakehouse.storage import exists
 from lakehouse.trino_client import BI, LAKE, QueryError, query
 from lakehouse.trino_server import location
 
-PUBLISHED = (
-    tables.EVENTS, tables.QUARANTINE, tables.INGEST_RUNS, tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS,
-    tables.MONTHLY_USER_ACTIVITY,
-)  # fmt: skip
 _COMMENT = re.compile(r"--[^\n]*")
 
 
@@ -29,7 +23,7 @@ def publish(settings: Settings) -> dict:
     """Registers the tables not yet registered, then (re)creates the views; a summary of what it did. Raises
     QualityGateFailed, changing nothing, when a table's latest validation failed."""
     spark = spark_session(settings)
-    failed = failed_tables(spark, settings)
+    failed = state.failed_tables(spark, settings)
     if failed:
         named = "; ".join(f"{table} ({what})" for table, what in sorted(failed.items()))
         raise QualityGateFailed(f"not publishing: the latest validation failed for {named}")
@@ -42,10 +36,10 @@ def publish(settings: Settings) -> dict:
 
 
 def register_tables(spark: SparkSession, settings: Settings) -> tuple[list[str], list[str]]:
-    """Registers every table of PUBLISHED the lake holds and schema `lake` lacks; the names registered now, and
-    those registered before."""
+    """Registers every published table of the catalogue that the lake holds and schema `lake` lacks; the names
+    registered now, and those registered before."""
     known = {row[0] for row in query(settings, f"SHOW TABLES FROM {LAKE}").rows}
-    new = [name for name in PUBLISHED if name not in known and _is_delta_table(spark, settings, name)]
+    new = [name for name in tables.PUBLISHED if name not in known and exists(spark, settings, name)]
     for name in new:
         where = location(settings, name).replace("'", "''")
         query(settings, f"CALL system.register_table(schema_name => '{LAKE}', table_name => '{name}', "
@@ -86,7 +80,3 @@ def _view_statement(path: Path) -> str:
             f"{path}: expected CREATE OR REPLACE VIEW {BI}.{path.stem} [COMMENT '…'] SECURITY INVOKER AS …"
         )
     return text
-
-
-def _is_delta_table(spark: SparkSession, settings: Settings, name: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, tables.table_path(settings, name))

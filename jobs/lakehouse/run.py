@@ -1,6 +1,5 @@
-"""`lakehouse run`: the whole product end to end on the configured lake (sample data when landing is empty, ingest,
-quality gates, aggregates, Trino and publish), then the answers to the typical questions, asked through Trino as the
-analyst, and a reconciliation of the counts. A re-run with nothing new landed writes nothing."""
+"""`lakehouse run`: the whole product end to end on the configured lake (sample data, ingest, gates, aggregates, Trino,
+publish), then the typical questions through Trino as the analyst and a reconciliation of the counts."""
 
 from __future__ import annotations
 
@@ -9,15 +8,14 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from lakehouse import tables
-from lakehouse.aggregate import aggregate, unaggregated_batches
+from lakehouse import state, tables
+from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError, QualityGateFailed
 from lakehouse.generate import generate
 from lakehouse.ingest import ingest
 from lakehouse.publish import publish
 from lakehouse.quality import validate
-from lakehouse.storage import peek
 from lakehouse.trino_client import ANALYST, query
 from lakehouse.trino_server import start, status
 
@@ -95,7 +93,7 @@ def run(settings: Settings, say: Callable[[str], None] = print, sample_events: i
     if not any(p.is_file() for p in landing.rglob("*")):
         progress("generate", _sample(landing, sample_events or SAMPLE_EVENTS))
     progress("ingest", _ingested(ingest(settings)))
-    if unaggregated_batches(settings):
+    if state.unaggregated_batches(settings):
         _gate(settings, progress, tables.EVENTS, tables.QUARANTINE)
         summary = aggregate(settings)
         progress("aggregate", f"{_count(len(summary['days']), 'day')} rebuilt: {summary['user_activity_rows']} "
@@ -203,7 +201,7 @@ def _reconciled(settings: Settings) -> str:
     """The counts of every ingest batch against `events` and `daily_event_stats` as Trino sees them; raises
     QualityGateFailed, with the figures, when they do not reconcile."""
     batches, unbalanced, lines_read, valid, quarantined, duplicates, rows, aggregated = query(settings, COUNTS).rows[0]
-    forgotten = _forgotten_events(settings)
+    forgotten = state.forgotten_events(settings)
     kept = f"{valid} valid" + (f" - {forgotten} forgotten (forget-user) = {valid - forgotten}" if forgotten else "")
     figures = (f"ingest_runs ({_count(batches, 'batch', 'batches')}): {lines_read} lines read = {valid} valid + "
                f"{quarantined} quarantined + {duplicates} duplicates; {kept} = {rows} rows in events = {aggregated} "
@@ -213,9 +211,3 @@ def _reconciled(settings: Settings) -> str:
     if unbalanced or lines_read != valid + quarantined + duplicates or not valid - forgotten == rows == aggregated:
         raise QualityGateFailed(f"the counts do not reconcile: {figures}")
     return f"{figures}: reconciled"
-
-
-def _forgotten_events(settings: Settings) -> int:
-    """The `events` rows forget-user removed: they were counted valid by their batch."""
-    requests = peek(settings, tables.FORGET_REQUESTS, ["rows_removed"]) or []
-    return sum(dict(request["rows_removed"] or []).get(tables.EVENTS, 0) for request in requests)

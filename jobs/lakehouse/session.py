@@ -31,15 +31,12 @@ _FIXED = {
 }
 
 
-# Defaults conf/ may override. Delta replays a table's log with 50 tasks by default, which dominates every small
-# read (the ingest's state tables): a few tasks suffice with checkpoints.
-# A file's opening is counted as 128 KiB of reading rather than 4 MB: `events` partitions (type × date × hour) hold
-# small files on a small lake, and at 4 MB each a scan of one day's ~7,500 files became ~240 tasks instead of one per
-# core (a scan still gets at least one task per core; large files are split as before).
-# Parquet pages of at most 2,000 rows (Parquet's default: 20,000): readers skip pages by the page index (min/max per
-# page), so a query on one slice of a sorted file reads about that slice. One type and country of a day is ~6% of a
-# daily_user_activity file (20M events, 20 types); Trino read 42% of its rows with 20,000-row pages and 10% with
-# 2,000 (files 1% larger; benchmarks/question.py, README "How aggregates work").
+# Defaults conf/ may override (README, "Configuration" and "How aggregates work", has the measurements):
+# - Delta replays a table's log with 50 tasks by default, which dominates every small read (the state tables);
+# - a file's opening counted as 128 KiB of reading rather than 4 MB, so a scan of many small `events` files gets one
+#   task per core rather than hundreds;
+# - Parquet pages of at most 2,000 rows (Parquet's default: 20,000), so readers skip pages of a sorted file by the
+#   page index.
 _DEFAULTS = {
     "spark.databricks.delta.snapshotPartitions": "4",
     "spark.sql.files.openCostInBytes": str(128 * 1024),

@@ -75,9 +75,7 @@ def _query_once(settings: Settings, sql: str, user: str | None) -> Result:
     except TrinoQueryError as exc:
         raise QueryError(f"Trino: {exc.message}", exc.error_name) from None
     except (TrinoConnectionError, RequestException):
-        raise LakehouseError(
-            f"no Trino server answers at {url(settings.trino)}: run `lakehouse trino start`"
-        ) from None
+        raise LakehouseError(f"no Trino server answers at {url(settings.trino)}: run `lakehouse trino start`") from None
     return Result([column[0] for column in cursor.description or ()], [tuple(row) for row in rows])
 
 

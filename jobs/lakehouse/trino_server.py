@@ -27,8 +27,6 @@ METASTORE = "_trino_metastore"
 KEEP_PLUGINS = ("delta-lake",)
 NOT_RUNNING = 3  # the launcher's exit code for `status` when no server runs
 ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
-# The tables `analyst` may read: the daily aggregates and their monthly rollup.
-GOLD_TABLES = "(daily|monthly)_.*"
 
 
 @dataclass(frozen=True)
@@ -261,9 +259,10 @@ def _catalog(settings: Settings) -> dict[str, str]:
 
 def _rules(user: str) -> dict:
     """File-based access control (DESIGN §5): the pipeline's user may do anything in the catalog; `analyst` reads
-    schema `bi` and the gold tables (`lake.daily_*`, and `lake.monthly_*`, their rollup) only; any other user may
-    not even run queries."""
+    schema `bi` and the catalogue's tables readable by analysts (the gold tables) only; any other user may not even
+    run queries."""
     everything = ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]
+    gold = "|".join(tables.ANALYST_TABLES)
     return {
         "catalogs": [
             {"user": user, "catalog": f"{CATALOG}|system", "allow": "all"},
@@ -274,7 +273,7 @@ def _rules(user: str) -> dict:
         "tables": [
             {"user": user, "privileges": everything},
             {"user": ANALYST, "catalog": CATALOG, "schema": BI, "privileges": ["SELECT"]},
-            {"user": ANALYST, "catalog": CATALOG, "schema": LAKE, "table": GOLD_TABLES, "privileges": ["SELECT"]},
+            {"user": ANALYST, "catalog": CATALOG, "schema": LAKE, "table": gold, "privileges": ["SELECT"]},
             # What BI tools read to list tables and columns.
             {"user": ANALYST, "catalog": "system", "schema": "jdbc|metadata", "privileges": ["SELECT"]},
         ],
@@ -344,5 +343,3 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-
-

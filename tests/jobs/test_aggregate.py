@@ -17,21 +17,15 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import (
-    activity,
-    aggregate,
-    event_stats,
-    monthly_activity,
-    months_of,
-    passes,
-    unaggregated_batches,
-    user_activity,
-)
+from lakehouse.aggregate import aggregate
 from lakehouse.config import AggregateSettings, Settings
+from lakehouse.dates import months_of
+from lakehouse.gold import activity, event_stats, monthly_activity, passes, user_activity
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
 from lakehouse.session import spark_conf
-from lakehouse.storage import replace_days, rows_by_partition
+from lakehouse.state import unaggregated_batches
+from lakehouse.storage import rows_by_partition
 from tests.lake import aggregated_lake, copied_lake, event_line, land, table, version
 from tests.oracle import audit
 
@@ -432,7 +426,8 @@ def test_gold_files_have_pages_small_enough_to_skip(tmp_path: Path, make_setting
         F.lit("DE").alias("country"),
         F.lit(1).cast("long").alias("events"),
     )
-    replace_days(frame.coalesce(1).sortWithinPartitions("event_type", "user_id"), settings, "pages", [day])
+    sorted_in_one_file = frame.coalesce(1).sortWithinPartitions("event_type", "user_id")
+    sorted_in_one_file.write.format("delta").save(tables.table_path(settings, "pages"))
 
     [file] = table(spark, settings, "pages").inputFiles()
     pages = page_rows(spark, file)

@@ -21,13 +21,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse import tables
-from lakehouse.aggregate import activity, aggregate, event_stats
+from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
-from lakehouse.forget import NOTHING, TAG, USER_METADATA, blank_lines, checked_user_id, forget, owned_by
-from lakehouse.ingest import BATCH_SCHEMA, ingest
-from lakehouse.maintain import session_conf
-from lakehouse.storage import append
+from lakehouse.forget import NOTHING, TAG, blank_lines, checked_user_id, forget, owned_by
+from lakehouse.gold import activity, event_stats
+from lakehouse.ingest import ingest
+from lakehouse.records import IngestPlan
+from lakehouse.storage import USER_METADATA, append_records, session_conf
 from lakehouse.trino_client import query
 from tests.jobs.test_cli import lakehouse
 from tests.lake import copied_lake, event_line, land, table, version
@@ -261,8 +262,8 @@ def test_refuses_while_an_ingest_batch_is_unfinished(
     """A batch planned and not recorded (an ingest running, or killed): it may have read the lines forget-user would
     blank, so nothing is changed."""
     settings = copied_lake(lake, tmp_path / "lake", make_settings)
-    plan = (3, "run-3", datetime(2024, 5, 4), version(settings, tables.EVENTS), [])
-    append(spark.createDataFrame([plan], BATCH_SCHEMA), settings, tables.INGEST_BATCHES)
+    plan = IngestPlan(3, "run-3", datetime(2024, 5, 4), version(settings, tables.EVENTS), ())
+    append_records(spark, settings, tables.INGEST_BATCHES, [plan])
     landed = {path: path.read_bytes() for path in (Path(settings.lake.root) / "landing").rglob("*.json*")}
     with pytest.raises(LakehouseError, match=r"ingest batch 3 is not finished: let the running `lakehouse ingest`"):
         forget(settings, USER)

@@ -24,8 +24,9 @@ from lakehouse import tables
 from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
 from lakehouse.ingest import ingest
-from lakehouse.maintain import MAINTAINED, crowded_partitions, live_files, maintain, partition_predicate
-from lakehouse.storage import retry_on_conflict, version
+from lakehouse.maintain import crowded_partitions, maintain, partition_predicate
+from lakehouse.storage import live_files, retry_on_conflict, version
+from lakehouse.tables import MAINTAINED
 from tests.lake import copied_lake, event_line, land, table
 
 BATCHES = 3

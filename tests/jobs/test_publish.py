@@ -16,7 +16,8 @@ from pyspark.sql import functions as F
 from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
-from lakehouse.publish import PUBLISHED, publish
+from lakehouse.publish import publish
+from lakehouse.tables import PUBLISHED
 from lakehouse.trino_client import ANALYST, connect, query
 from tests.conftest import REPO, SERVED_START
 from tests.lake import table

@@ -18,9 +18,11 @@ from lakehouse import tables
 from lakehouse.aggregate import aggregate
 from lakehouse.config import Settings
 from lakehouse.errors import QualityGateFailed
+from lakehouse.gx_suites import Scope, check, parameters
 from lakehouse.ingest import ingest
 from lakehouse.publish import publish
-from lakehouse.quality import Scope, check, failed_tables, parameters, validate
+from lakehouse.quality import validate
+from lakehouse.state import failed_tables
 from tests.conftest import REPO
 from tests.lake import aggregated_lake, event_line, land, table
 

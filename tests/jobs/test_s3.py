@@ -25,12 +25,12 @@ from botocore.client import BaseClient
 from pyspark.sql import SparkSession
 
 from lakehouse import tables
-from lakehouse.aggregate import MONTHLY_KEYS, STATS_KEYS, USER_ACTIVITY_KEYS, unaggregated_batches
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import LakehouseError
-from lakehouse.ingest import EVENT_COLUMNS
-from lakehouse.publish import PUBLISHED
+from lakehouse.gold import MONTHLY_KEYS, STATS_KEYS, USER_ACTIVITY_KEYS
+from lakehouse.state import unaggregated_batches
 from lakehouse.storage import peek
+from lakehouse.tables import EVENT_COLUMNS, PUBLISHED
 from lakehouse.trino_client import ANALYST, LAKE, query
 from lakehouse.trino_server import METASTORE, start, stop
 from tests.conftest import CONF, free_port
