@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,6 +20,13 @@ EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 FILE_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})/events-(\d{8})-(\d{2})\.jsonl(\.gz)?")
 COUNTRIES = {"DE", "US", "GB", "FR", "ES", "IT", "NL"}
+# The limits of the JSON parser the contract runs on (Spark's, Jackson's defaults): at most 1000 nested levels, of
+# which the check for a single value takes one, and at most 1000 digits in a number. Deeper or longer is malformed.
+MAX_DEPTH = 999
+MAX_NUMBER_DIGITS = 1000
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]|-?[0-9][0-9.eE+-]*')
+# json.loads recurses per nested level: deep enough for MAX_DEPTH, and a little more to tell it apart.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * MAX_DEPTH))
 REQUIRED_TYPES = {
     "user_created",
     "profile_viewed",
@@ -63,7 +71,9 @@ def first_failure(raw: bytes, now_ms: int) -> str | None:
         return "too_large"
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):
+        return "malformed_json"
+    if not _within_parser_limits(text):
         return "malformed_json"
     if not isinstance(doc, dict):
         return "not_an_object"
@@ -76,6 +86,22 @@ def first_failure(raw: bytes, now_ms: int) -> str | None:
     if not MIN_CREATED_MS <= doc["meta"]["created_at"] <= now_ms + DAY_MS:
         return "out_of_range:meta.created_at"
     return None
+
+
+def _within_parser_limits(text: str) -> bool:
+    """Whether a valid JSON text nests at most MAX_DEPTH levels and holds no number of more than MAX_NUMBER_DIGITS
+    digits."""
+    depth = 0
+    for token in _TOKENS.findall(text):
+        if token in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif token in "]}":
+            depth -= 1
+        elif token[0] != '"' and sum(char.isdigit() for char in token) > MAX_NUMBER_DIGITS:
+            return False
+    return True
 
 
 def _reject_constant(name: str) -> None:
@@ -113,12 +139,13 @@ def audit(files: list[str]) -> Audit:
             data = gzip.decompress(data)
         if data.startswith(b"\xef\xbb\xbf"):
             data, result.bom_files = data[3:], result.bom_files + 1
-        for line in data.split(b"\n")[:-1]:
+        # Lines end as Hadoop's line reader ends them: at \n, \r\n or a lone \r, and at the end of the file.
+        for ended in data.splitlines(keepends=True):
+            line = ended.rstrip(b"\r\n")
             if not line.strip():
                 result.blank_lines += 1
                 continue
-            if line.endswith(b"\r"):
-                line, result.crlf_lines = line[:-1], result.crlf_lines + 1
+            result.crlf_lines += ended.endswith(b"\r\n")
             _judge(result, name, line, now_ms)
     return result
 

@@ -51,7 +51,7 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
         lines.withColumn("_utf8", F.expr("is_valid_utf8(value)"))
         .where(~F.col("_utf8") | (F.btrim(value, F.lit(BLANK)) != ""))
         .withColumn("_size_ok", F.octet_length("value") <= rules.max_line_bytes)
-        .withColumn("_v", F.when(F.col("_utf8") & F.col("_size_ok"), F.try_parse_json(text)))
+        .withColumn("_v", F.when(F.col("_utf8") & F.col("_size_ok"), one_json_value(text)))
     )
     # Each required value is looked up once; the checks and the output columns reuse it.
     located = parsed.select(
@@ -74,6 +74,21 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
         F.when(valid, F.to_json(_get("data.attributes"))).alias("attributes"),
         F.when(valid, F.to_json(_get("meta"))).alias("meta"),
     )
+
+
+def one_json_value(text: Column) -> Column:
+    """The JSON value of `text` (a variant), or null unless `text` is exactly one JSON value (RFC 8259), whitespace
+    around it allowed: a second value, a stray bracket, a comment or any other trailing content makes it malformed."""
+    # Spark's parser stops after the first value and ignores what follows. Inside `[text\n]` that rest must be a
+    # closing bracket (the list would not parse otherwise), which closes the list early: then `{"":text\n}`, where a
+    # closing bracket cannot follow the value, tells. A list of one element whose text holds no `]` needs no second
+    # parse.
+    listed = F.try_parse_json(F.concat(F.lit("["), text, F.lit("\n]")))
+    as_member = F.try_parse_json(F.concat(F.lit('{"":'), text, F.lit("\n}")))
+    alone = F.try_variant_get(listed, "$[1]", "variant").isNull() & (
+        ~F.contains(text, F.lit("]")) | as_member.isNotNull()
+    )
+    return F.when(alone, F.try_variant_get(listed, "$[0]", "variant"))
 
 
 def without_bom(line: Column) -> Column:

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from lakehouse import gold, state, tables
 from lakehouse.config import Settings
-from lakehouse.contract import first_string, without_bom
+from lakehouse.contract import first_string, one_json_value, without_bom
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import list_landing, number_lines, read_lines
 from lakehouse.records import ForgetRequest, LandingFile
@@ -58,7 +58,7 @@ def owned_by(line: Column, user_id: str, user_id_paths: tuple[str, ...]) -> Colu
     Only lines holding the id's bytes, or a backslash (a JSON escape could spell the id otherwise), are parsed; an id
     a producer sent as a JSON number written another way (1e2 for "100.0") is the one case this misses.
     """
-    parsed = F.try_parse_json(without_bom(line.cast("string")))
+    parsed = one_json_value(without_bom(line.cast("string")))
     derived = F.coalesce(first_string(parsed, user_id_paths) == F.lit(user_id), F.lit(False))
     quoted = json.dumps(user_id, ensure_ascii=False).encode()
     exact = F.when(parsed.isNotNull(), derived).otherwise(F.contains(line, F.lit(bytearray(quoted))))

@@ -175,3 +175,16 @@ def test_empty_and_whitespace_files_are_taken_once(settings: Settings, landing: 
     assert (summary["files"], summary["lines_read"], summary["valid"]) == (2, 0, 0)
     assert table(spark, settings, tables.EVENTS).count() == 0
     assert ingest(settings)[0]["files"] == 0
+
+
+def test_lines_end_as_the_reader_ends_them_and_each_holds_one_value(settings: Settings) -> None:
+    """A lone \\r ends a line, the last line needs no line break, and two events written on one line are one
+    malformed line (never one event and a silent loss): the counts are those written, and the oracle's."""
+    first, second, third = (event_line(f"e{n}", datetime(2024, 3, 1, 10, n)) for n in range(3))
+    path = Path(settings.lake.root) / "landing" / "edges.jsonl"
+    path.write_bytes(f"{first}\r{second}{third}\n{third} x\n{third}".encode())
+    [summary] = ingest(settings)
+    assert (summary["lines_read"], summary["valid"], summary["quarantined"], summary["duplicates"]) == (4, 2, 2, 0)
+    assert summary["reasons"] == {"malformed_json": 2}
+    oracle = audit([str(path)])
+    assert (oracle.lines, len(oracle.first_seen), dict(oracle.reasons)) == (4, 2, {"malformed_json": 2})
