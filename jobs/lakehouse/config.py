@@ -62,6 +62,7 @@ class IngestSettings(_Section):
     user_id_paths: tuple[str, ...] = ("data.attributes.user_id", "meta.user_id")
     country_paths: tuple[str, ...] = ("data.attributes.country", "meta.country")
     max_batch_bytes: int = Field(default=1024**3, ge=1)
+    dedup_window_days: int = Field(default=7, ge=0, le=366)
 
     @field_validator("min_event_time")
     @classmethod

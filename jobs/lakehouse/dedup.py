@@ -1,4 +1,5 @@
-"""Duplicate events: the first copy of an id in a batch wins, and ids already in `events` are dropped."""
+"""Duplicate events: the first copy of an id in a batch wins, and ids already stored within the dedup window are
+dropped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ def first_copies(events: DataFrame, order: tuple[str, ...] = ("source_file", "li
     return events.withColumn("_copy", F.row_number().over(first)).where(F.col("_copy") == 1).drop("_copy")
 
 
-def unseen(events: DataFrame, existing_ids: DataFrame) -> DataFrame:
-    """The rows of `events` whose `event_id` is not among `existing_ids`."""
-    return events.join(existing_ids.select("event_id"), "event_id", "left_anti")
+def unseen(events: DataFrame, existing_ids: DataFrame, window_days: int) -> DataFrame:
+    """The rows of `events` whose `event_id` is not among `existing_ids` with an `event_date` within `window_days`
+    of the row's own (DESIGN §3: copies further apart are different events)."""
+    stored = existing_ids.select(F.col("event_id").alias("_id"), F.col("event_date").alias("_date"))
+    near = (F.col("event_id") == F.col("_id")) & (F.abs(F.datediff("event_date", "_date")) <= window_days)
+    return events.join(stored, near, "left_anti")

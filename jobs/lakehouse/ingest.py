@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from pyspark import StorageLevel
@@ -141,7 +141,8 @@ def _commit(spark: SparkSession, settings: Settings, batch: IngestPlan, classifi
     rows = event_rows(classified, batch.started_at)
     dates = [row["event_date"] for row in rows.select("event_date").distinct().collect()]
     existing = _existing_ids(spark, settings, batch, dates)
-    new = unseen(first_copies(rows), existing).select(*tables.EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+    fresh = unseen(first_copies(rows), existing, settings.ingest.dedup_window_days)
+    new = fresh.select(*tables.EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
         quarantine = quarantine_rows(classified, batch.started_at)
@@ -201,15 +202,18 @@ def _write_batch(settings: Settings, batch: IngestPlan, events: DataFrame, quara
 
 
 def _existing_ids(spark: SparkSession, settings: Settings, batch: IngestPlan, dates: list[date]) -> DataFrame:
-    """The ids of the batches before `batch`, in the event dates it touches (a re-sent event keeps its created_at,
-    so its copies share a date; reading only those partitions keeps dedup off a full scan)."""
+    """The ids of the batches before `batch`, in the event dates it touches and `ingest.dedup_window_days` either side
+    of them (the copies of a re-sent event lie within the window; reading only those partitions keeps dedup off a full
+    scan)."""
     if not dates:
-        return spark.createDataFrame([], "event_id string")
+        return spark.createDataFrame([], "event_id string, event_date date")
     _index_events(spark, settings, batch)
     ids = read(spark, settings, tables.EVENT_IDS)
     if ids is None:
-        return spark.createDataFrame([], "event_id string")
-    return ids.where(F.col("event_date").isin(dates) & (F.col("batch") < batch.batch)).select("event_id")
+        return spark.createDataFrame([], "event_id string, event_date date")
+    window = settings.ingest.dedup_window_days
+    near = sorted({day + timedelta(days=shift) for day in dates for shift in range(-window, window + 1)})
+    return ids.where(F.col("event_date").isin(near) & (F.col("batch") < batch.batch)).select("event_id", "event_date")
 
 
 def _index_events(spark: SparkSession, settings: Settings, batch: IngestPlan) -> None:

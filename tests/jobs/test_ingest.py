@@ -188,3 +188,18 @@ def test_lines_end_as_the_reader_ends_them_and_each_holds_one_value(settings: Se
     assert summary["reasons"] == {"malformed_json": 2}
     oracle = audit([str(path)])
     assert (oracle.lines, len(oracle.first_seen), dict(oracle.reasons)) == (4, 2, {"malformed_json": 2})
+
+
+def test_a_copy_is_a_duplicate_within_the_dedup_window_only(settings: Settings, spark: SparkSession) -> None:
+    """DESIGN §3: an id already ingested is a duplicate when the two copies' event dates lie within
+    `ingest.dedup_window_days` (7) of each other: re-sent 1 and 7 days later it is dropped, 8 days later it is new."""
+    landing = Path(settings.lake.root) / "landing"
+    day = datetime(2024, 3, 1, 10)
+    land(landing, "a.jsonl", [event_line(name, day) for name in ("one-day", "seven-days", "eight-days")])
+    ingest(settings)
+    later = {"one-day": 1, "seven-days": 7, "eight-days": 8}
+    land(landing, "b.jsonl", [event_line(name, day.replace(day=1 + shift)) for name, shift in later.items()])
+    [summary] = ingest(settings)
+    assert (summary["lines_read"], summary["valid"], summary["duplicates"]) == (3, 1, 2)
+    stored = Counter(row["event_id"] for row in table(spark, settings, tables.EVENTS).collect())
+    assert stored == {"one-day": 1, "seven-days": 1, "eight-days": 2}
