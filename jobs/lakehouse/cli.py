@@ -130,6 +130,11 @@ def _ingest(_args: argparse.Namespace, settings: Settings) -> None:
 
     for summary in ingest(settings):
         print(json.dumps(summary), flush=True)
+        for path, error in summary.get("set_aside", {}).items():
+            print(f"lakehouse: warning: landing file {path} set aside (unreadable_file): {error}", file=sys.stderr)
+        for path in summary.get("deferred", []):
+            print(f"lakehouse: warning: landing file {path} changed since it was planned: left for the next batch",
+                  file=sys.stderr)  # fmt: skip
 
 
 def _aggregate(args: argparse.Namespace, settings: Settings) -> None:

@@ -63,6 +63,7 @@ class IngestSettings(_Section):
     country_paths: tuple[str, ...] = ("data.attributes.country", "meta.country")
     max_batch_bytes: int = Field(default=1024**3, ge=1)
     dedup_window_days: int = Field(default=7, ge=0, le=366)
+    settle_seconds: int = Field(default=2, ge=0, le=3600)
 
     @field_validator("min_event_time")
     @classmethod

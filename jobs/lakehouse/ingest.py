@@ -3,12 +3,16 @@ planned first, its commits idempotent, so an interrupted batch is finished by th
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
+from urllib.parse import urlparse
 
+from py4j.protocol import Py4JJavaError
 from pyspark import StorageLevel
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -17,7 +21,7 @@ from lakehouse.config import Settings
 from lakehouse.contract import Rules, classify
 from lakehouse.dedup import first_copies, unseen
 from lakehouse.gx_suites import Scope, check, import_gx_meanwhile, parameters, quarantine_share, record_validation
-from lakehouse.landing import list_landing, number_lines, read_lines
+from lakehouse.landing import changed, list_landing, number_lines, read_lines, unsettled
 from lakehouse.records import IngestPlan, IngestRun, LandingFile
 from lakehouse.session import spark_session
 from lakehouse.state import INGEST
@@ -28,6 +32,14 @@ PLANNER_ID = "lakehouse-ingest-plan"
 INDEXER_ID = "lakehouse-ingest-index"
 # The batch number of ids indexed from `events` rather than by their batch.
 INDEXED_FROM_EVENTS = 0
+UNREADABLE = "unreadable_file"
+# Causes of a failed read that may pass (the storage was briefly unreachable): the batch fails and is retried by the
+# next run, rather than setting the file aside.
+TRANSIENT = (
+    "SocketTimeoutException", "ConnectException", "SocketException", "ConnectTimeoutException", "UnknownHostException",
+    "InterruptedIOException", "SdkClientException", "AWSClientIOException", "AWSServiceThrottledException",
+    "AWSStatus500Exception", "Throttl", "SlowDown", "Status Code: 503", "Service Unavailable",
+)  # fmt: skip
 # What a run that found nothing to ingest reports.
 _NOTHING = IngestRun(None, None, (), 0, 0, 0, 0, 0, {}, None, None, ())
 
@@ -96,9 +108,8 @@ def _next_batch(spark: SparkSession, settings: Settings) -> Next | None:
     pending = [b for b in planned if b.batch not in finished]
     if pending:
         return Next(pending[0], more=True)
-    taken = {f.path for b in planned for f in b.files}
-    landing = list_landing(spark, tables.table_path(settings, tables.LANDING), settings.ingest.extensions)
-    new = [f for f in landing if f.path not in taken]
+    taken = state.taken_files(settings, planned)
+    new = _settled(spark, settings, [f for f in _landed(spark, settings) if f.path not in taken])
     if not new:
         return None
     batch = IngestPlan(
@@ -108,10 +119,29 @@ def _next_batch(spark: SparkSession, settings: Settings) -> Next | None:
         events_version=peek_version(settings, tables.EVENTS),
         files=tuple(_fill(new, settings.ingest.max_batch_bytes)),
     )
-    append_records(spark, settings, tables.INGEST_BATCHES, [batch], txn=(PLANNER_ID, batch.batch))
+    # `modified` came after the first plans: a lake planned before gets the field with this plan.
+    append_records(spark, settings, tables.INGEST_BATCHES, [batch], txn=(PLANNER_ID, batch.batch), new_columns=True)
     # Another run may have planned this number first: its plan is the one that counts.
     counted = next(b for b in state.planned_batches(settings) if b.batch == batch.batch)
     return Next(counted, more=counted.files != batch.files or len(new) > len(batch.files))
+
+
+def _landed(spark: SparkSession, settings: Settings) -> list[LandingFile]:
+    return list_landing(spark, tables.table_path(settings, tables.LANDING), settings.ingest.extensions)
+
+
+def _settled(spark: SparkSession, settings: Settings, files: list[LandingFile]) -> list[LandingFile]:
+    """`files` but those a producer may still be writing: a file modified within the last `ingest.settle_seconds`
+    is taken only if a second listing, that long after its change, finds it the same (size and time)."""
+    settle_ms = settings.ingest.settle_seconds * 1000
+    now_ms = int(time.time() * 1000)
+    young = unsettled(files, now_ms, settle_ms)
+    if not young:
+        return files
+    # A modification time in the future (a clock ahead of ours) waits the whole settle time, no longer.
+    time.sleep(min(settle_ms, max(settle_ms - (now_ms - f.modified) for f in young)) / 1000)
+    moved = {f.path for f in changed(young, _landed(spark, settings))}
+    return [f for f in files if f.path not in moved]
 
 
 def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
@@ -127,17 +157,69 @@ def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
 
 def _run(spark: SparkSession, settings: Settings, batch: IngestPlan) -> dict:
     started = time.monotonic()
-    rules = Rules.for_batch(settings.ingest, batch.started_at)
-    lines = number_lines(read_lines(spark, list(batch.files)))
-    classified = classify(lines, rules).persist(StorageLevel.MEMORY_AND_DISK)
+    classified, set_aside, deferred = _read(spark, settings, batch)
     try:
-        return {**_commit(spark, settings, batch, classified), "seconds": round(time.monotonic() - started, 3)}
+        summary = _commit(spark, settings, batch, classified, set_aside, deferred)
+        return {**summary, "seconds": round(time.monotonic() - started, 3)}
     finally:
         classified.unpersist()
 
 
-def _commit(spark: SparkSession, settings: Settings, batch: IngestPlan, classified: DataFrame) -> dict:
+def _read(spark: SparkSession, settings: Settings, batch: IngestPlan) -> tuple[DataFrame, dict[str, str], list[str]]:
+    """The batch's lines, classified and read once (persisted); the files that cannot be read (set aside: path and
+    error), and those that changed since the batch was planned (deferred to a later batch, unread). A transient
+    error fails the batch, which the next run retries."""
+    rules = Rules.for_batch(settings.ingest, batch.started_at)
+    readable, set_aside, deferred = list(batch.files), {}, []
+    while True:
+        classified = None
+        try:
+            # A file gone before the read fails here already; one that cannot be read, at the count.
+            classified = classify(number_lines(read_lines(spark, readable)), rules)
+            classified.persist(StorageLevel.MEMORY_AND_DISK).count()
+        except (Py4JJavaError, PySparkException) as exc:
+            if classified is not None:
+                classified.unpersist()
+            culprit, error = _unreadable(exc, readable)
+            if culprit is None:
+                raise
+            set_aside[culprit.path] = error
+            readable.remove(culprit)
+            continue
+        moved = changed(readable, _landed(spark, settings))
+        if not moved:
+            return classified, set_aside, deferred
+        classified.unpersist()
+        deferred += [f.path for f in moved]
+        readable = [f for f in readable if f not in moved]
+
+
+def _unreadable(exc: Exception, files: list[LandingFile]) -> tuple[LandingFile | None, str]:
+    """The file a failed read names, and the error's root cause, when the file itself cannot be read (corrupt or
+    truncated gzip, deleted, refused); None for another failure or a transient one."""
+    text = str(exc)
+    if "FAILED_READ_FILE" not in text and "PATH_NOT_FOUND" not in text:
+        return None, ""
+    causes = re.findall(r"^Caused by: (.+)$", text, re.MULTILINE)
+    cause = (causes[-1] if causes else text.strip().splitlines()[0]).strip()
+    # Spark names the file as a URI of its own spelling (file:///… for file:/…): matched by its path.
+    named = [f for f in files if urlparse(f.location).path in text]
+    if not named or any(mark in text for mark in TRANSIENT):
+        return None, ""
+    return max(named, key=lambda f: len(urlparse(f.location).path)), cause[:1000]
+
+
+def _commit(
+    spark: SparkSession,
+    settings: Settings,
+    batch: IngestPlan,
+    classified: DataFrame,
+    set_aside: dict[str, str],
+    deferred: list[str],
+) -> dict:
     reasons = {row["reason"]: row["count"] for row in classified.groupBy("reason").count().collect()}
+    if set_aside:
+        reasons[UNREADABLE] = reasons.get(UNREADABLE, 0) + len(set_aside)
     rows = event_rows(classified, batch.started_at)
     dates = [row["event_date"] for row in rows.select("event_date").distinct().collect()]
     existing = _existing_ids(spark, settings, batch, dates)
@@ -145,16 +227,28 @@ def _commit(spark: SparkSession, settings: Settings, batch: IngestPlan, classifi
     new = fresh.select(*tables.EVENT_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         per_date = {row["event_date"]: row["count"] for row in new.groupBy("event_date").count().collect()}
-        quarantine = quarantine_rows(classified, batch.started_at)
+        quarantine = quarantine_rows(classified, batch.started_at).unionByName(
+            _set_aside_rows(spark, set_aside, batch.started_at)
+        )
         _write_batch(settings, batch, new, quarantine)
-        run = _run_record(batch, reasons, per_date)
-        append_records(spark, settings, tables.INGEST_RUNS, [run], txn=(WRITER_ID, batch.batch))
-        return run.summary() | _checked(spark, settings, batch, run, new, quarantine)
+        run = _run_record(batch, reasons, per_date, deferred)
+        # `deferred` came after the first runs: a lake ingested before gets the column with this run.
+        append_records(spark, settings, tables.INGEST_RUNS, [run], txn=(WRITER_ID, batch.batch), new_columns=True)
+        noted = {"set_aside": set_aside} if set_aside else {}
+        return run.summary() | noted | _checked(spark, settings, batch, run, new, quarantine)
     finally:
         new.unpersist()
 
 
-def _run_record(batch: IngestPlan, reasons: dict[str | None, int], per_date: dict[date, int]) -> IngestRun:
+def _set_aside_rows(spark: SparkSession, set_aside: dict[str, str], ingested_at: datetime) -> DataFrame:
+    """One `quarantine` row per file that could not be read: the error as `raw`, no line number (the whole file)."""
+    rows = [(error, UNREADABLE, path, None, ingested_at, ingested_at.date()) for path, error in set_aside.items()]
+    return spark.createDataFrame(rows, tables.table(tables.QUARANTINE).schema)
+
+
+def _run_record(
+    batch: IngestPlan, reasons: dict[str | None, int], per_date: dict[date, int], deferred: list[str]
+) -> IngestRun:
     lines_read, valid = sum(reasons.values()), sum(per_date.values())
     quarantined = sum(n for reason, n in reasons.items() if reason is not None)
     return IngestRun(
@@ -170,6 +264,7 @@ def _run_record(batch: IngestPlan, reasons: dict[str | None, int], per_date: dic
         started_at=batch.started_at,
         finished_at=datetime.now(UTC),
         event_dates=tuple(sorted(per_date)),
+        deferred=tuple(deferred),
     )
 
 

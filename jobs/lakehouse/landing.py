@@ -20,11 +20,27 @@ def list_landing(spark: SparkSession, landing: str, extensions: tuple[str, ...])
     if not folder_exists(spark, landing):
         raise LakehouseError(f"no landing folder at {landing}: land files there, or run `lakehouse generate --out`")
     found = [
-        LandingFile(relative, location, uri, size)
-        for relative, location, uri, size in list_files(spark, landing)
+        LandingFile(relative, location, uri, size, modified)
+        for relative, location, uri, size, modified in list_files(spark, landing)
         if not _hidden(relative) and relative.endswith(extensions)
     ]
     return sorted(found, key=lambda f: f.path)
+
+
+def unsettled(files: list[LandingFile], now_ms: int, settle_ms: int) -> list[LandingFile]:
+    """The files modified less than `settle_ms` before `now_ms`: a producer may still be writing them."""
+    return [f for f in files if f.modified is not None and now_ms - f.modified < settle_ms]
+
+
+def changed(files: list[LandingFile], listed: list[LandingFile]) -> list[LandingFile]:
+    """The `files` whose size or modification time differ in `listed` (a later listing); a file no longer listed has
+    not changed what was read of it."""
+    now = {f.path: f for f in listed}
+    return [
+        f for f in files
+        if f.path in now and (now[f.path].size != f.size or None not in (f.modified, now[f.path].modified)
+                              and now[f.path].modified != f.modified)
+    ]  # fmt: skip
 
 
 def _hidden(relative: str) -> bool:
@@ -34,6 +50,8 @@ def _hidden(relative: str) -> bool:
 def read_lines(spark: SparkSession, files: list[LandingFile]) -> DataFrame:
     """The raw lines of `files` (gzip by file ending): `value` as read (bytes kept, even when not UTF-8),
     `source_file`, and where the line sits in what Spark read (`block_start`, `row_id`) for `number_lines`."""
+    if not files:
+        return spark.createDataFrame([], "value string, block_start long, row_id long, source_file string")
     raw = spark.read.text([_GLOB_CHARS.sub(r"\\\1", f.location) for f in files]).select(
         "value",
         F.col("_metadata.file_path").alias("_uri"),

@@ -24,12 +24,14 @@ _SCALARS: dict[Any, str] = {
 @dataclasses.dataclass(frozen=True)
 class LandingFile:
     """A landed file. `path` (relative to the landing root) is its identity; `location` is what Spark reads; `uri` is
-    how Spark names the file of the lines it read from `location`."""
+    how Spark names the file of the lines it read from `location`; `size` and `modified` (epoch ms; None in plans
+    made before it was recorded) as listed."""
 
     path: str
     location: str
     uri: str
     size: int
+    modified: int | None = None
 
 
 class Record:
@@ -103,14 +105,18 @@ class IngestRun(Record):
     started_at: datetime | None
     finished_at: datetime | None
     event_dates: tuple[date, ...]
+    # Files that changed since the batch was planned: not read, left for a later batch.
+    deferred: tuple[str, ...] = ()
 
     def summary(self) -> dict:
         """What `lakehouse ingest` prints of the batch: its figures, the number of files, dates as ISO text (a run
-        that took nothing has no times)."""
+        that took nothing has no times; `deferred` only when a file was)."""
         figures = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         figures["files"] = len(self.files)
         if self.started_at is None:
             del figures["started_at"], figures["finished_at"]
+        if not self.deferred:
+            del figures["deferred"]
         return json_ready(figures)
 
 

@@ -24,7 +24,9 @@ def planned_batches(settings: Settings) -> list[IngestPlan]:
     plans = peek(settings, tables.INGEST_BATCHES, ["batch", "run_id", "started_at", "events_version", "files"]) or []
     batches: dict[int, IngestPlan] = {}
     for row in sorted(plans, key=lambda plan: (plan["batch"], plan["started_at"])):
-        files = tuple(LandingFile(f["path"], f["location"], f["uri"], f["size"]) for f in row["files"])
+        files = tuple(
+            LandingFile(f["path"], f["location"], f["uri"], f["size"], f.get("modified")) for f in row["files"]
+        )
         plan = IngestPlan(row["batch"], row["run_id"], row["started_at"].astimezone(UTC), row["events_version"], files)
         batches.setdefault(row["batch"], plan)
     return list(batches.values())
@@ -33,6 +35,15 @@ def planned_batches(settings: Settings) -> list[IngestPlan]:
 def finished_batches(settings: Settings) -> set[int]:
     """The ingest batches recorded in `ingest_runs`: done."""
     return {row["batch"] for row in peek(settings, tables.INGEST_RUNS, ["batch"]) or []}
+
+
+def taken_files(settings: Settings, planned: list[IngestPlan]) -> set[str]:
+    """The landing paths `planned` batches took: those of every plan, but for a file the finished batch that planned
+    it last deferred (it changed after planning: a later batch takes it as it is then)."""
+    runs = peek(settings, tables.INGEST_RUNS, None) or []
+    deferred = {run["batch"]: set(run.get("deferred") or ()) for run in runs}
+    last = {f.path: plan.batch for plan in planned for f in plan.files}
+    return {path for path, batch in last.items() if path not in deferred.get(batch, set())}
 
 
 def unfinished_batches(settings: Settings) -> list[int]:

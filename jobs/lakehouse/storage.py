@@ -228,9 +228,9 @@ def session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
                 spark.conf.set(key, value)
 
 
-def list_files(spark: SparkSession, folder: str) -> list[tuple[str, str, str, int]]:
+def list_files(spark: SparkSession, folder: str) -> list[tuple[str, str, str, int, int]]:
     """Every file under `folder` (a URI), recursively: its path relative to `folder`, its location, the URI Spark
-    reports for the lines it reads from that location, and its size."""
+    reports for the lines it reads from that location, its size and its modification time (epoch ms)."""
     jvm = spark.sparkContext._jvm
     root = jvm.org.apache.hadoop.fs.Path(folder)
     fs = _file_system(spark, folder)
@@ -243,7 +243,8 @@ def list_files(spark: SparkSession, folder: str) -> list[tuple[str, str, str, in
         location = path.toString()
         # Spark reports a line's file as the URI of the path it was given: made the same from the same string.
         uri = jvm.org.apache.hadoop.fs.Path(location).toUri().toString()
-        found.append((path.toUri().getPath().removeprefix(prefix), location, uri, status.getLen()))
+        relative = path.toUri().getPath().removeprefix(prefix)
+        found.append((relative, location, uri, status.getLen(), status.getModificationTime()))
     return found
 
 
