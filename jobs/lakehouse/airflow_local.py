@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 
 # The settings file the DAGs run their jobs with; without it, the command line's default.
 CONF_ENV = "LAKEHOUSE_CONF"
@@ -43,6 +44,12 @@ def standalone(settings: Settings, conf: str) -> None:
     """Replaces this process with `airflow standalone` in `airflow_environ` (which generates the admin password into
     Airflow's home on first start and says where)."""
     environ = {**os.environ, **airflow_environ(settings, conf)}
-    Path(environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LakehouseError(f"airflow.home {environ['AIRFLOW_HOME']} cannot be created: {exc.strerror}") from None
     airflow = str(Path(sys.executable).with_name("airflow"))
-    os.execve(airflow, [airflow, "standalone"], environ)
+    try:
+        os.execve(airflow, [airflow, "standalone"], environ)
+    except (FileNotFoundError, PermissionError) as exc:
+        raise LakehouseError(f"cannot run Airflow: {airflow}: {exc.strerror} (`make` installs it)") from None

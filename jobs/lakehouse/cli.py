@@ -94,9 +94,12 @@ def _parser() -> _Parser:
 
 
 def _generate(args: argparse.Namespace, _settings: Settings) -> None:
-    from lakehouse.generate import generate
+    from lakehouse.generate import EARLIEST_START, generate
 
-    start = args.start or datetime.now(UTC).date() - timedelta(days=args.days)
+    today = datetime.now(UTC).date()
+    if args.start is None and args.days > (today - EARLIEST_START).days:
+        raise LakehouseError(f"--days {args.days} without --start starts before {EARLIEST_START}: give --start")
+    start = args.start or today - timedelta(days=args.days)
     try:
         summary = generate(
             args.out,
@@ -110,7 +113,7 @@ def _generate(args: argparse.Namespace, _settings: Settings) -> None:
             seed=args.seed,
             compress=args.gzip,
         )
-    except (ValueError, FileExistsError) as exc:
+    except (ValueError, OSError) as exc:  # a bad argument; the output folder or a file in it, named in the message
         raise LakehouseError(str(exc)) from None
     print(
         json.dumps(

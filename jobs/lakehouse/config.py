@@ -19,6 +19,12 @@ DEFAULT_CONF = "conf/local.yaml"
 ENV_PREFIX = "LAKEHOUSE__"
 _JSON_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Spark's own master URL forms (SparkContext.createTaskScheduler), whose counts must be at least 1.
+_LOCAL_MASTER = re.compile(r"local\[(?P<threads>[0-9]+|\*)(\s*,\s*(?P<failures>[0-9]+))?\]")
+_LOCAL_CLUSTER_MASTER = re.compile(r"local-cluster\[\s*(?P<workers>[0-9]+)\s*,\s*(?P<cores>[0-9]+)\s*,\s*"
+                                   r"(?P<memory_mb>[0-9]+)\s*\]")  # fmt: skip
+_STANDALONE_MASTER = re.compile(r"spark://(?P<nodes>[A-Za-z0-9._-]+:[0-9]+(,[A-Za-z0-9._-]+:[0-9]+)*)")
+_K8S_MASTER = re.compile(r"k8s://\S+")
 
 
 class _LocalPath:
@@ -42,6 +48,19 @@ class LakeSettings(_Section):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("root")
+    @classmethod
+    def _supported_scheme(cls, value: str) -> str:
+        """A local path, file:///path or s3a://bucket/prefix: the URIs every engine of the lake reads alike."""
+        scheme = value.split("://", 1)[0] if _URI.match(value) else ""
+        if scheme.lower() == "s3":
+            raise ValueError(f"{value!r}: Spark reads S3 as s3a://, write s3a://{value.split('://', 1)[1]}")
+        if scheme not in ("", "file", "s3a"):
+            raise ValueError(f"{value!r}: {scheme}:// is not supported, use a local path, file:///path or s3a://bucket")
+        if scheme == "s3a" and not value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(f"{value!r}: names no bucket, use s3a://bucket/prefix")
+        return value
+
 
 class SparkSettings(_Section):
     master: str = "local[*]"
@@ -52,6 +71,22 @@ class SparkSettings(_Section):
     log_file: PathStr = "./state/logs/spark.log"
     log_level: str = Field(default="WARN", pattern=r"^(ALL|DEBUG|ERROR|FATAL|INFO|OFF|TRACE|WARN)$")
     conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("master")
+    @classmethod
+    def _master_url(cls, value: str) -> str:
+        """The master URLs Spark accepts, checked here rather than by a JVM that fails to start."""
+        counts = _LOCAL_MASTER.fullmatch(value) or _LOCAL_CLUSTER_MASTER.fullmatch(value)
+        nodes = _STANDALONE_MASTER.fullmatch(value)
+        if not (value in ("local", "yarn") or counts or nodes or _K8S_MASTER.fullmatch(value)):
+            raise ValueError(f"{value!r} is not a Spark master URL: use local, local[N], local[*], local[N,F], "
+                             "local-cluster[N,C,M], spark://host:port[,host:port], yarn or k8s://URL")  # fmt: skip
+        if counts and any(count != "*" and int(count) < 1 for count in counts.groupdict().values() if count):
+            raise ValueError(f"{value!r}: its counts (threads, failures, workers, cores, memory) must be at least 1")
+        ports = [int(node.rsplit(":", 1)[1]) for node in nodes["nodes"].split(",")] if nodes else []
+        if not all(1 <= port <= 65_535 for port in ports):
+            raise ValueError(f"{value!r}: a port must be in 1..65535")
+        return value
 
 
 class IngestSettings(_Section):
@@ -218,6 +253,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LakehouseError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise LakehouseError(f"config file {path} is a folder: name a YAML file, e.g. {DEFAULT_CONF}") from None
+    except NotADirectoryError:
+        raise LakehouseError(f"config file not found: {path} (a part of its path is a file, not a folder)") from None
+    except OSError as exc:
+        raise LakehouseError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LakehouseError(f"config file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
         raise LakehouseError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if loaded is None:

@@ -17,8 +17,8 @@ def months_of(days: Iterable[date]) -> list[date]:
 
 def month_days(month: date) -> list[date]:
     """Every day of the month starting on `month`."""
-    following = (month + timedelta(days=32)).replace(day=1)
-    return day_range(month, following - timedelta(days=1))
+    last = date(month.year, 12, 31) if month.month == 12 else date(month.year, month.month + 1, 1) - timedelta(days=1)
+    return day_range(month, last)
 
 
 def day_range(first: date, last: date) -> list[date]:

@@ -206,7 +206,7 @@ def generate(
     clashes = [str(h.path) for h in hours if h.path.exists()]
     if clashes:
         raise FileExistsError(f"{clashes[0]} already exists: generate into an empty directory")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    _make_folder(Path(out_dir))
     # Line 0 stays a fresh event so that every duplicate has an earlier line to copy.
     n_bad = min(_bad_total(events, bad_rate), max(0, events - 1))
     n_dup = min(round(events * dup_rate), max(0, events - 1 - n_bad))
@@ -216,7 +216,7 @@ def generate(
     world = _build_world(rng, events, users, types)
     tally, reservoir = _Tally(), []
     for hour in hours:
-        hour.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(hour.path.parent)
         with _open(hour.path, compress) as out:
             for first, stop in _chunks(hour):
                 text = _chunk_text(first, stop, duplicates, bad, schedule, hour, world, rng, tally, reservoir)
@@ -235,6 +235,10 @@ def _check_args(events: int, days: int, start: date, users: int, types: int, bad
             start < EARLIEST_START,
             f"start must be on or after {EARLIEST_START} (events before 2000 are invalid), got {start}",
         ),
+        (
+            (date.max - start).days < days - 1,
+            f"{days} days from {start} end after {date.max}, the calendar's last day: give fewer days or start earlier",
+        ),
         (users < 1, f"users must be >= 1, got {users}"),
         (types < 8, f"types must be >= 8 (the built-in event types), got {types}"),
         (not 0 <= bad_rate < 1, f"bad_rate must be in [0, 1), got {bad_rate}"),
@@ -244,6 +248,18 @@ def _check_args(events: int, days: int, start: date, users: int, types: int, bad
     for failed, message in problems:
         if failed:
             raise ValueError(message)
+
+
+def _make_folder(folder: Path) -> None:
+    """Creates `folder` and its parents; a file in the way, or any other reason it cannot, as an OSError whose message
+    names the folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        file = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), folder)
+        raise NotADirectoryError(f"cannot write into {folder}: {file} is a file, not a folder") from None
+    except OSError as exc:
+        raise type(exc)(f"cannot create folder {folder}: {exc.strerror}") from None
 
 
 def _plan_hours(out: Path, events: int, days: int, start: date, compress: bool, rng: random.Random) -> list[_Hour]:

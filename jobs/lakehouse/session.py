@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,10 +12,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyspark
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from lakehouse import tables
 from lakehouse.config import Settings
+from lakehouse.errors import LakehouseError
 from lakehouse.localfs import hadoop_client_api_jar, local_fs_conf
 
 # Settings the pipeline's semantics depend on; conf/ cannot change them.
@@ -43,14 +47,50 @@ _DEFAULTS = {
     "spark.hadoop.parquet.page.row.count.limit": "2000",
 }
 
+# Where a JVM that exited while starting says why, first match wins: (pattern, the line holding the cause relative to
+# the matching one). spark-submit's own failure (a package Ivy could not resolve or download, a bad setting) is an
+# exception whose message is the cause; the JVM refusing an option (a heap size) says why around its standard words.
+_START_FAILURES = (
+    (re.compile(r'^Exception in thread "[^"]*" [\w.$]+: \[?(?P<cause>.*?)\]?$'), 0),
+    (re.compile(r"^Error: Could not create the Java Virtual Machine\.$"), -1),
+    (re.compile(r"^Error occurred during initialization of VM$"), 1),
+    (re.compile(r"unresolved dependency|download failed|Error:|Exception"), 0),
+)
+
 
 def spark_session(settings: Settings) -> SparkSession:
-    """The process-wide Spark session for `settings` (created on first use)."""
+    """The process-wide Spark session for `settings` (created on first use); a JVM that exits while starting, or a
+    context that refuses the settings, as a LakehouseError saying why (and where the JVM's output went)."""
     builder = SparkSession.builder.master(settings.spark.master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
-    with _jvm_output_to(settings.spark.log_file):
-        return builder.getOrCreate()
+    log_file = settings.spark.log_file
+    written = os.path.getsize(log_file) if log_file and os.path.isfile(log_file) else 0
+    try:
+        with _jvm_output_to(log_file):
+            return builder.getOrCreate()
+    except PySparkRuntimeError as exc:
+        if exc.getCondition() != "JAVA_GATEWAY_EXITED":
+            raise
+        if not log_file:
+            raise LakehouseError("Spark could not start: its JVM exited, saying why above") from None
+        raise LakehouseError(f"Spark could not start: {_start_failure(log_file, written)} (see {log_file})") from None
+    except Py4JJavaError as exc:  # the JVM runs, the context refused a setting (a value out of range, say)
+        cause = re.sub(r"^[\w.$]+: ", "", str(exc.java_exception).strip().split("\n")[0])[:300]
+        raise LakehouseError(f"Spark could not start: {cause}" + (f" (see {log_file})" if log_file else "")) from None
+
+
+def _start_failure(log_file: str, offset: int) -> str:
+    """Why the JVM that wrote `log_file` from `offset` on exited while starting, in one line of its output."""
+    with open(log_file, "rb") as log:
+        log.seek(offset)
+        lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    for pattern, shift in _START_FAILURES:
+        for number, line in enumerate(lines):
+            found = pattern.search(line)
+            if found and 0 <= number + shift < len(lines):
+                return (found.groupdict().get("cause") or lines[number + shift])[:300]
+    return lines[-1][:300] if lines else "its JVM exited without a word"
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -107,18 +147,22 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
 
 @contextmanager
 def _jvm_output_to(log_file: str) -> Iterator[None]:
-    """Sends the output of the JVM started meanwhile (Ivy reports, Spark's log) to `log_file` instead of our stderr,
-    so a command's own output stays readable. An empty `log_file` leaves it on stderr."""
+    """Sends the output of the JVM started meanwhile (Ivy reports, Spark's log; what the JVM itself says when it
+    cannot start, on its stdout) to `log_file` instead of our stdout and stderr, so a command's own output stays
+    readable. An empty `log_file` leaves it where it was."""
     if not log_file:
         yield
         return
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with open(log_file, "ab") as log:
-        os.dup2(log.fileno(), 2)
+        for fd in saved:
+            os.dup2(log.fileno(), fd)
     try:
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)

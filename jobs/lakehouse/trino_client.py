@@ -3,13 +3,15 @@ errors as one-line LakehouseErrors."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 
 import trino.dbapi
 from requests import RequestException
-from trino.exceptions import TrinoConnectionError, TrinoQueryError
+from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
 from lakehouse.config import Settings, TrinoSettings
 from lakehouse.errors import LakehouseError
@@ -20,6 +22,9 @@ BI = "bi"
 ANALYST = "analyst"
 # For a few seconds after a start, a server lists itself active before it schedules table scans on itself.
 NO_NODES_WAIT = 30
+# What the client raises when the server's first answer is not Trino's protocol: an HTTP error status (another web
+# server), a body that is not JSON, JSON of another shape (a missing key, a list where an object belongs).
+_NOT_TRINO = (HttpError, json.JSONDecodeError, KeyError, TypeError, AttributeError)
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,16 @@ def _query_once(settings: Settings, sql: str, user: str | None) -> Result:
     try:
         with connect(settings, user) as connection:
             cursor = connection.cursor()
-            cursor.execute(sql.strip().rstrip(";"))
+            try:
+                cursor.execute(sql.strip().rstrip(";"))
+            except _NOT_TRINO as exc:
+                where = f"{settings.trino.host}:{settings.trino.port}"
+                raise LakehouseError(f"what answers at {where} is not a Trino server ({_not_trino(exc)})") from None
             rows = cursor.fetchall()
     except TrinoQueryError as exc:
         raise QueryError(f"Trino: {exc.message}", exc.error_name) from None
+    except HttpError as exc:
+        raise LakehouseError(f"Trino at {url(settings.trino)} broke off the query: {_not_trino(exc)}") from None
     except (TrinoConnectionError, RequestException):
         raise LakehouseError(f"no Trino server answers at {url(settings.trino)}: run `lakehouse trino start`") from None
     return Result([column[0] for column in cursor.description or ()], [tuple(row) for row in rows])
@@ -89,6 +100,16 @@ def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connecti
 def url(config: TrinoSettings) -> str:
     """The address of the configured server."""
     return f"http://{config.host}:{config.port}"
+
+
+def _not_trino(exc: Exception) -> str:
+    """What was wrong with the server's answer, in a few words."""
+    if isinstance(exc, HttpError):
+        status = re.match(r"error (\d+)", str(exc))
+        return f"it answered HTTP {status[1]}" if status else str(exc).split("\n")[0][:200]
+    if isinstance(exc, json.JSONDecodeError):
+        return "its answer is not JSON"
+    return f"its answer is not Trino's protocol: {type(exc).__name__} {exc}"[:200]
 
 
 def _row_lines(row: list[list[str]], widths: list[int], numeric: list[bool]) -> list[str]:

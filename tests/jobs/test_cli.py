@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
+import tarfile
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -13,8 +18,13 @@ import pytest
 from deltalake import DeltaTable as RustTable
 from pyspark.sql import SparkSession
 
-from tests.conftest import CONF, REPO
+from lakehouse.cli import main
+from lakehouse.config import load_settings
+from lakehouse.errors import LakehouseError
+from lakehouse.publish import create_views
+from tests.conftest import CONF, REPO, free_port
 from tests.lake import event_line, land
+from tests.oracle import audit
 
 
 def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -53,8 +63,14 @@ def test_generate_prints_its_counts(cli_env, tmp_path: Path) -> None:
                      "--bad-rate", "0.1", "--dup-rate", "0.1", "--gzip", env=cli_env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["lines"] == 3000 == summary["valid"] + summary["duplicates"] + sum(summary["bad"].values())
-    assert len(list((tmp_path / "out").rglob("*.jsonl.gz"))) == summary["files"] == 24
+    written = sorted(str(path) for path in (tmp_path / "out").rglob("*.jsonl.gz"))
+    # Each printed count against the independent checker's reading of the files (`lines` is the generator's sum of
+    # the other three, so only an independent count can catch a wrong one).
+    found = audit(written)
+    assert summary["lines"] == found.lines == 3000
+    assert (summary["valid"], summary["duplicates"]) == (len(found.first_seen), found.duplicates)
+    assert summary["bad"] == dict(found.reasons) and sum(found.reasons.values()) > 0
+    assert len(written) == summary["files"] == 24
     again = lakehouse("generate", "--out", str(tmp_path / "out"), "--events", "3000", "--start", "2024-05-01",
                       "--gzip", env=cli_env)  # fmt: skip
     assert again.returncode == 2 and "exists" in again.stderr
@@ -102,3 +118,130 @@ def test_the_project_conf_means_the_same_from_another_working_directory(spark: S
     assert f"Ivy Default Cache set to: {ivy / 'cache'}\n" in log
     assert "downloading " not in log
     assert _files(ivy) == cached
+
+
+def _one_line_error(done: subprocess.CompletedProcess, *expected: str) -> str:
+    """The error line of a command that failed as a user error should: exit 2, one line on stderr that starts
+    `lakehouse: error: ` and holds each of `expected`, no traceback."""
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("lakehouse: error: ")
+    for text in expected:
+        assert text in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env", "expected"),
+    [
+        (["ingest", "--conf", "{tmp}"], {}, ["config file {tmp} is a folder"]),
+        (["ingest", "--conf", "{tmp}/a-file/local.yaml"], {}, ["config file not found: {tmp}/a-file/local.yaml",
+                                                              "is a file"]),
+        (["ingest", "--conf", "{tmp}/latin1.yaml"], {}, ["{tmp}/latin1.yaml is not UTF-8"]),
+        (["generate", "--out", "{tmp}/out", "--events", "5", "--days", "999999999"], {},
+         ["--days 999999999", "give --start"]),
+        (["generate", "--out", "{tmp}/out", "--events", "5", "--start", "9999-12-30", "--days", "5"], {},
+         ["5 days from 9999-12-30 end after 9999-12-31"]),
+        (["generate", "--out", "{tmp}/a-file/out", "--events", "5"], {}, ["{tmp}/a-file is a file, not a folder"]),
+        (["ingest"], {"LAKEHOUSE__LAKE__ROOT": "s3://bucket/lake"}, ["lake.root", "s3a://bucket/lake"]),
+        (["ingest"], {"LAKEHOUSE__LAKE__ROOT": "gs://bucket/lake"}, ["lake.root", "gs:// is not supported", "s3a://"]),
+        (["ingest"], {"LAKEHOUSE__SPARK__MASTER": "lokal[2]"}, ["spark.master", "'lokal[2]' is not a Spark master"]),
+        (["ingest"], {"LAKEHOUSE__SPARK__MASTER": "local[0]"}, ["spark.master", "must be at least 1"]),
+        (["ingest"], {"LAKEHOUSE__SPARK__MASTER": "spark://nohost"}, ["spark.master", "is not a Spark master URL"]),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_without_traceback(
+    cli_env, tmp_path: Path, args: list[str], extra_env: dict, expected: list[str]
+) -> None:
+    """Files, folders, dates and settings that used to end in a Python traceback (or a JVM that cannot start)."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    (tmp_path / "latin1.yaml").write_bytes("lake:\n  root: ./müll\n".encode("latin-1"))
+    done = lakehouse(*(arg.format(tmp=tmp_path) for arg in args), env={**cli_env, **extra_env})
+    _one_line_error(done, *(text.format(tmp=tmp_path) for text in expected))
+    assert done.stdout == ""
+
+
+@pytest.mark.slow
+def test_a_port_answered_by_another_server_is_named(cli_env, tmp_path: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for_port(port)
+        done = lakehouse("sql", "SELECT 1", env={**cli_env, "LAKEHOUSE__TRINO__PORT": str(port)})
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    _one_line_error(done, f"what answers at 127.0.0.1:{port} is not a Trino server", "HTTP 501")
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        assert time.monotonic() < deadline, f"nothing listens on port {port}"
+        time.sleep(0.1)
+
+
+def test_a_damaged_trino_download_is_one_line_and_not_taken_for_installed(cli_env, tmp_path: Path) -> None:
+    """A Maven (a stand-in script on the PATH) that delivers a truncated tarball: the start fails in one line, leaves
+    no server folder (nor a partial one) and deletes the tarball, so the next start fetches it again."""
+    source = tmp_path / "source" / "trino-server-9999"
+    for folder in ("bin", "plugin/delta-lake", "plugin/hive"):
+        (source / folder).mkdir(parents=True)
+    (source / "bin" / "launcher").write_text("#!/bin/sh\n")
+    (source / "plugin" / "hive" / "big.jar").write_bytes(random.Random(1).randbytes(200_000))
+    whole = io.BytesIO()
+    with tarfile.open(fileobj=whole, mode="w:gz") as archive:
+        archive.add(source, arcname=source.name)
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "mvn").write_text(  # copies the tarball where -DoutputDirectory=… says, as `dependency:copy` does
+        f'#!/bin/sh\nfor arg; do case "$arg" in -DoutputDirectory=*) out="${{arg#*=}}";; esac; done\n'
+        f'mkdir -p "$out" && cp {truncated} "$out/trino-server-9999.tar.gz"\n'
+    )
+    (tools / "mvn").chmod(0o755)
+    home = tmp_path / "trino-home"
+    env = {**cli_env, "PATH": f"{tools}{os.pathsep}{cli_env['PATH']}", "LAKEHOUSE__TRINO__HOME": str(home),
+           "LAKEHOUSE__TRINO__VERSION": "9999", "LAKEHOUSE__TRINO__PORT": str(free_port())}  # fmt: skip
+    done = lakehouse("trino", "start", env=env)
+    download = home / "download" / "trino-server-9999.tar.gz"
+    _one_line_error(done, f"the Trino tarball {download} is damaged", "the next start fetches it again")
+    assert sorted(path.name for path in home.iterdir()) == ["download"]
+    assert list((home / "download").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_jvm_that_cannot_start_is_one_line_naming_the_cause_and_the_log(cli_env, tmp_path: Path) -> None:
+    """A heap size the settings' pattern allows and the JVM refuses; the log already holds an older run's output."""
+    log = tmp_path / "spark.log"
+    log.write_text('Exception in thread "main" java.lang.RuntimeException: [an older run]\n')
+    (tmp_path / "lake" / "landing").mkdir(parents=True)
+    env = {**cli_env, "LAKEHOUSE__SPARK__LOG_FILE": str(log), "LAKEHOUSE__SPARK__DRIVER_MEMORY": "99999999t"}
+    done = lakehouse("ingest", env=env)
+    _one_line_error(done, "Spark could not start: Invalid maximum heap size: -Xmx99999999t", f"(see {log})")
+    assert done.stdout == ""
+
+
+def test_a_missing_airflow_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`lakehouse airflow` run by a Python that has no `airflow` next to it."""
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("LAKEHOUSE__AIRFLOW__HOME", str(tmp_path / "airflow"))
+    assert main(["airflow", "--conf", str(CONF)]) == 2
+    error = capsys.readouterr().err
+    assert error == f"lakehouse: error: cannot run Airflow: {tmp_path / 'bin' / 'airflow'}: No such file or " \
+                    "directory (`make` installs it)\n"  # fmt: skip
+
+
+def test_a_view_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    view = tmp_path / "sales.sql"
+    view.write_bytes("CREATE OR REPLACE VIEW bi.sales SECURITY INVOKER AS SELECT 'Straße' AS s\n".encode("latin-1"))
+    settings = load_settings(CONF, {"LAKEHOUSE__TRINO__VIEWS_DIR": str(tmp_path)})
+    with pytest.raises(LakehouseError) as caught:
+        create_views(settings)
+    assert str(caught.value).startswith(f"{view}: not UTF-8 text (byte 64: ")
+    assert "\n" not in str(caught.value)

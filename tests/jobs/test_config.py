@@ -50,6 +50,21 @@ def test_environment_overrides_any_key_with_yaml_values() -> None:
         ({"LAKEHOUSE__LAKE__ROOT": " "}, "lake.root: Value error, must not be empty"),
         ({"LAKEHOUSE__TRINO__PORT": "70000"}, "trino.port: Input should be less than or equal to 65535"),
         ({"LAKEHOUSE__TRINO__HEAP": "4 GB"}, "trino.heap: String should match pattern"),
+        ({"LAKEHOUSE__LAKE__ROOT": "s3://b/lake"}, "lake.root: Value error, 's3://b/lake': Spark reads S3 as s3a://, "
+                                                   "write s3a://b/lake (from LAKEHOUSE__LAKE__ROOT)"),
+        ({"LAKEHOUSE__LAKE__ROOT": "hdfs://nn/lake"}, "lake.root: Value error, 'hdfs://nn/lake': hdfs:// is not "
+                                                      "supported, use a local path, file:///path or s3a://bucket"),
+        ({"LAKEHOUSE__LAKE__ROOT": "s3a:///lake"}, "lake.root: Value error, 's3a:///lake': names no bucket"),
+        ({"LAKEHOUSE__SPARK__MASTER": "lokal[2]"}, "spark.master: Value error, 'lokal[2]' is not a Spark master URL: "
+                                                   "use local, local[N], local[*], local[N,F], local-cluster[N,C,M], "
+                                                   "spark://host:port[,host:port], yarn or k8s://URL"),
+        ({"LAKEHOUSE__SPARK__MASTER": "local[0]"}, "spark.master: Value error, 'local[0]': its counts"),
+        ({"LAKEHOUSE__SPARK__MASTER": "local[2,0]"}, "'local[2,0]': its counts"),
+        ({"LAKEHOUSE__SPARK__MASTER": "local-cluster[2,0,1024]"}, "its counts"),
+        ({"LAKEHOUSE__SPARK__MASTER": "spark://nohost"}, "'spark://nohost' is not a Spark master URL"),
+        ({"LAKEHOUSE__SPARK__MASTER": "spark://h:1,nohost"}, "'spark://h:1,nohost' is not a Spark master URL"),
+        ({"LAKEHOUSE__SPARK__MASTER": "spark://h:70000"}, "'spark://h:70000': a port must be in 1..65535"),
+        ({"LAKEHOUSE__SPARK__MASTER": "k8s://"}, "'k8s://' is not a Spark master URL"),
     ],
 )  # fmt: skip
 def test_bad_settings_are_one_line_errors(environ: dict[str, str], message: str) -> None:
@@ -57,6 +72,15 @@ def test_bad_settings_are_one_line_errors(environ: dict[str, str], message: str)
         load_settings(CONF, environ)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "master",
+    ["local", "local[1]", "local[*]", "local[4,2]", "local[*, 3]", "local-cluster[2, 1, 1024]", "spark://h:7077",
+     "spark://a:7077,b.example.com:7078", "yarn", "k8s://https://k8s.example.com:443"],
+)  # fmt: skip
+def test_every_kind_of_spark_master_is_accepted(master: str) -> None:
+    assert load_settings(CONF, {"LAKEHOUSE__SPARK__MASTER": f"'{master}'"}).spark.master == master
 
 
 @pytest.mark.parametrize(
