@@ -62,17 +62,25 @@ def create_views(settings: Settings) -> tuple[list[str], dict[str, str], list[st
             if exc.error_name != "TABLE_NOT_FOUND":
                 raise LakehouseError(f"{path}: {exc}") from None
             waiting[path.stem] = str(exc)
-    listed = query(settings, f"SELECT table_name FROM information_schema.views WHERE table_schema = '{BI}'").rows
-    dropped = sorted({name for (name,) in listed} - {path.stem for path in files})
-    for name in dropped:
-        query(settings, f"DROP VIEW {BI}.{name}")
-    return created, waiting, dropped
+    # Every other view of the catalog goes, whatever schema holds it: no view but those of sql/ is served.
+    listed = query(
+        settings,
+        "SELECT table_schema, table_name FROM information_schema.views WHERE table_schema <> 'information_schema'",
+    ).rows
+    defined = {(BI, path.stem) for path in files}
+    stray = sorted({(schema, name) for schema, name in listed} - defined)
+    for schema, name in stray:
+        query(settings, f'DROP VIEW "{schema}"."{name}"')
+    return created, waiting, [name if schema == BI else f"{schema}.{name}" for schema, name in stray]
 
 
 def _view_statement(path: Path) -> str:
     """The file's statement, checked to replace view `bi.<file name>` with the invoker's rights: a view with its
     owner's rights would let `analyst` read through it what the access rules hide (quarantine, events)."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise LakehouseError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}): save it as UTF-8") from None
     shape = rf"\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+{BI}\.{re.escape(path.stem)}\s+(COMMENT\s+'(?:[^']|'')*'\s+)?" \
             r"SECURITY\s+INVOKER\s+AS\s"  # fmt: skip
     if not re.match(shape, _COMMENT.sub("", text), re.IGNORECASE):

@@ -3,6 +3,7 @@ from conf/ (catalog `lakehouse` on the lake, file-based access control), run by 
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import tarfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -122,7 +124,18 @@ def install(settings: Settings) -> Path:
     """The server of the configured version, fetched through Maven (into `trino.home`) and unpacked on first use."""
     server = _paths(settings).server
     if not (server / "bin" / "launcher").is_file():
-        _unpack(_download(settings.trino), server)
+        tarball = _download(settings.trino)
+        try:
+            _unpack(tarball, server)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            # Maven's default checksum policy only warns: its own copy may be the damaged one, so both go.
+            for copy in (tarball, _maven_copy(settings.trino)):
+                copy.unlink(missing_ok=True)
+            cause = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise LakehouseError(f"the Trino tarball {tarball} is damaged ({cause}): deleted it and Maven's copy, "
+                                 "so the next start fetches it again") from None  # fmt: skip
+        except OSError as exc:
+            raise LakehouseError(f"cannot unpack Trino into {server}: {exc.strerror} ({exc.filename})") from None
     return server
 
 
@@ -167,6 +180,12 @@ def _download(config: TrinoSettings) -> Path:
     return home / "download" / f"trino-server-{config.version}.tar.gz"
 
 
+def _maven_copy(config: TrinoSettings) -> Path:
+    """Where Maven's local repository under `home` keeps the server tarball."""
+    name = f"trino-server-{config.version}.tar.gz"
+    return Path(config.home).resolve() / "m2" / "io" / "trino" / "trino-server" / str(config.version) / name
+
+
 def _maven_error(output: str) -> str:
     """The reason in Maven's first error line, without its colour codes and the goal it names."""
     errors = re.findall(r"\[ERROR\] (\S.*)", re.sub(r"\x1b\[[0-9;]*m", "", output))
@@ -175,17 +194,20 @@ def _maven_error(output: str) -> str:
 
 def _unpack(tarball: Path, server: Path) -> None:
     """Unpacks `tarball` into `server`, whole first (plugins share jars through hard links), then drops the unused
-    plugins; the install appears in one rename, so an interrupted one is never taken for complete."""
+    plugins; the install appears in one rename, so an interrupted or failed one is never taken for complete (and what
+    a failed one unpacked is removed)."""
     partial = server.with_name(f"{server.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
-    with tarfile.open(tarball) as archive:
-        archive.extractall(partial, filter="data")
-    unpacked = partial / server.name
-    for plugin in (unpacked / "plugin").iterdir():
-        if plugin.name not in KEEP_PLUGINS:
-            shutil.rmtree(plugin)
-    unpacked.rename(server)
-    shutil.rmtree(partial)
+    try:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(partial, filter="data")
+        unpacked = partial / server.name
+        for plugin in (unpacked / "plugin").iterdir():
+            if plugin.name not in KEEP_PLUGINS:
+                shutil.rmtree(plugin)
+        unpacked.rename(server)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     tarball.unlink()  # Maven's repository under `home` keeps the copy a reinstall would use
 
 
@@ -259,8 +281,8 @@ def _catalog(settings: Settings) -> dict[str, str]:
 
 def _rules(user: str) -> dict:
     """File-based access control (DESIGN §5): the pipeline's user may do anything in the catalog; `analyst` reads
-    schema `bi` and the catalogue's tables readable by analysts (the gold tables) only; any other user may not even
-    run queries."""
+    schema `bi` and the catalogue's tables readable by analysts (the gold tables, not their `$history`, `$properties`
+    or `$partitions` tables) only, and sets no session property; any other user may not even run queries."""
     everything = ["SELECT", "INSERT", "DELETE", "UPDATE", "OWNERSHIP", "GRANT_SELECT"]
     gold = "|".join(tables.ANALYST_TABLES)
     return {
@@ -282,6 +304,9 @@ def _rules(user: str) -> dict:
         ],
         "queries": [{"user": user, "allow": ["execute", "kill", "view"]}, {"user": ANALYST, "allow": ["execute"]}],
         "system_information": [{"user": user, "allow": ["read", "write"]}],
+        # Session properties change how queries run (and what a reader of old versions sees): the pipeline's only.
+        "system_session_properties": [{"user": user, "allow": True}, {"allow": False}],
+        "catalog_session_properties": [{"user": user, "allow": True}, {"allow": False}],
     }
 
 

@@ -190,6 +190,17 @@ def test_views_follow_the_sql_folder(served: tuple[Settings, dict], tmp_path: Pa
     assert sorted(query(settings, "SHOW TABLES FROM bi").rows) == [(view,) for view in VIEWS]
 
 
+def test_publish_drops_every_view_sql_does_not_define(served: tuple[Settings, dict]) -> None:
+    """A view made around publish (by hand, as the pipeline's user) in any schema is dropped by the next publish:
+    only the views of sql/ are served."""
+    settings, _ = served
+    query(settings, "CREATE VIEW lake.sneaky SECURITY DEFINER AS SELECT * FROM lake.quarantine")
+    query(settings, "CREATE VIEW bi.stray SECURITY INVOKER AS SELECT 1 AS one")
+    assert sorted(publish(settings)["views_dropped"]) == ["lake.sneaky", "stray"]
+    listed = query(settings, "SELECT table_schema, table_name FROM information_schema.views").rows
+    assert sorted(listed) == sorted(("bi", view) for view in VIEWS)
+
+
 @pytest.mark.parametrize(
     ("name", "text"),
     [

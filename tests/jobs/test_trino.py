@@ -32,6 +32,16 @@ ALLOWED_TO_ANALYST = [
 ]
 DENIED_TO_ANALYST = [
     ("SELECT count(*) FROM lake.quarantine", "Cannot select from table lakehouse.lake.quarantine"),
+    # The gold tables' metadata tables: their history names every commit (forget-user's too) and its parameters.
+    ('SELECT count(*) FROM lake."daily_user_activity$history"',
+     "Cannot select from table lakehouse.lake.daily_user_activity$history"),
+    ('SELECT count(*) FROM lake."daily_event_stats$properties"',
+     "Cannot select from table lakehouse.lake.daily_event_stats$properties"),
+    ('SELECT count(*) FROM lake."monthly_user_activity$partitions"',
+     "Cannot select from table lakehouse.lake.monthly_user_activity$partitions"),
+    ("SET SESSION query_max_memory = '1GB'", "Cannot set system session property query_max_memory"),
+    ("SET SESSION lakehouse.parquet_use_column_index = false",
+     "Cannot set catalog session property parquet_use_column_index"),
     ("SELECT count(*) FROM lake.events", "Cannot select from table lakehouse.lake.events"),
     ("SELECT count(*) FROM lake.ingest_runs", "Cannot select from table lakehouse.lake.ingest_runs"),
     ("INSERT INTO lake.daily_event_stats SELECT * FROM lake.daily_event_stats",
