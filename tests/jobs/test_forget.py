@@ -29,7 +29,7 @@ from lakehouse.gold import activity, event_stats
 from lakehouse.ingest import ingest
 from lakehouse.records import IngestPlan
 from lakehouse.storage import USER_METADATA, append_records, session_conf
-from lakehouse.trino_client import query
+from lakehouse.trino_client import ANALYST, QueryError, query
 from tests.jobs.test_cli import lakehouse
 from tests.lake import copied_lake, event_line, land, table, version
 
@@ -284,8 +284,16 @@ def test_trino_no_longer_returns_the_user(served: tuple[Settings, dict], spark: 
         "lake.quarantine": f"SELECT count(*) FROM lake.quarantine WHERE strpos(raw, '\"{user}\"') > 0",
     }
     assert query(settings, asked["lake.events"]).rows[0][0] > 0
+    [(before,)] = query(settings, 'SELECT max(version) FROM lake."daily_user_activity$history"').rows
     forget(settings, user)
     assert {name: query(settings, sql).rows[0][0] for name, sql in asked.items()} == dict.fromkeys(asked, 0)
+    # Nor does the version before the purge, as the analyst could ask for it: its files and log entries are gone.
+    travel = f"SELECT count(*) FROM lake.daily_user_activity FOR VERSION AS OF {before} WHERE user_id = '{user}'"
+    try:
+        travelled = query(settings, travel, ANALYST).rows
+    except QueryError:
+        travelled = [(0,)]  # refused: that version is gone
+    assert travelled == [(0,)]
     totals = query(settings, "SELECT event_date, event_type, country, events, unique_users FROM lake.daily_event_stats")
     expected = event_stats(activity(table(spark, settings, tables.EVENTS))).select(
         "event_date", "event_type", "country", "events", "unique_users"
