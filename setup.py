@@ -21,6 +21,8 @@ RUNTIME = [
 DEV = [
     "chispa",
     "duckdb",
+    # tests/test_docker.py validates docker/compose.yaml against the Compose schema (pinned by constraints.txt).
+    "jsonschema",
     "moto[server]",
     "psutil",
     "pytest",

@@ -4,6 +4,7 @@ command), with conf/'s Spark settings, retries and the new-batches gate."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ SUBMIT_APP = str(Path(__file__).resolve().with_name("submit.py"))
 # How the `lakehouse` command starts the one line it reports an error with (cli.main).
 REPORTED_ERROR = "lakehouse: error: "
 START = datetime(2024, 1, 1, tzinfo=UTC)
+# Spark settings holding a secret (Spark's own spark.redaction.regex, and S3A's access.key): never submitted.
+SECRET_CONF = re.compile(r"(?i)secret|password|token|access[.]key")
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "lakehouse",
     "retries": 3,
@@ -71,8 +74,10 @@ def events_asset() -> Asset:
 
 def spark_job(task_id: str, *command: str, timeout: timedelta, **kwargs: Any) -> SparkSubmitOperator:
     """A task running `lakehouse COMMAND` through spark-submit on the connection's master, with conf/'s Spark
-    settings and the Delta jars as spark-submit packages."""
-    job_conf = spark_conf(dag_settings())
+    settings and the Delta jars as spark-submit packages. Secrets (S3 keys, any token or password of spark.conf) stay
+    off the spark-submit command line, which `ps` and the task's log show: the job's own session sets them, from the
+    settings it reads from the environment in the driver."""
+    job_conf = {key: value for key, value in spark_conf(dag_settings()).items() if not SECRET_CONF.search(key)}
     packages = job_conf.pop("spark.jars.packages")
     return SparkSubmitOperator(
         task_id=task_id,

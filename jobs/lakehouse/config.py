@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -17,6 +17,8 @@ from lakehouse.errors import LakehouseError
 
 DEFAULT_CONF = "conf/local.yaml"
 ENV_PREFIX = "LAKEHOUSE__"
+# The hosts a server without authentication may listen on (trino.managed).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 _JSON_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Spark's own master URL forms (SparkContext.createTaskScheduler), whose counts must be at least 1.
@@ -140,6 +142,26 @@ class TrinoSettings(_Section):
     # False: the server at host:port is run by someone else (docker/compose.yaml's trino service, a cluster);
     # `lakehouse trino start` then only waits for it to answer and `stop` refuses.
     managed: bool = True
+    # How the client reaches the server: "https" for one with authentication (docker/compose.yaml's trino service).
+    http_scheme: Literal["http", "https"] = "http"
+    # The pipeline user's password, only from the environment (LAKEHOUSE__TRINO__PASSWORD), never in a file; empty:
+    # none sent (a server trusting the asserted user name: the managed one, on loopback only). Needs https.
+    password: SecretStr = SecretStr("")
+    # How the client checks the server's TLS certificate: true (the system's CAs), false (not at all), or the path of
+    # a CA bundle / the server's own certificate (PEM).
+    verify: bool | str = True
+
+    @model_validator(mode="after")
+    def _authenticated_beyond_loopback(self) -> TrinoSettings:
+        if self.password.get_secret_value() and self.http_scheme != "https":
+            raise ValueError("a password is only sent over https: set trino.http_scheme: https")
+        if self.managed and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"the server `lakehouse trino` manages has no TLS nor passwords: its host must be one of "
+                f"{', '.join(LOOPBACK_HOSTS)}, not {self.host!r} (run a server with https and passwords yourself and "
+                f"set trino.managed: false)"
+            )
+        return self
 
 
 class AggregateSettings(_Section):
@@ -211,6 +233,10 @@ def load_settings(path: str | Path = DEFAULT_CONF, environ: Mapping[str, str] | 
     working directory, as a shell user expects. Resolved paths are absolute; empty strings and URIs stay as they are.
     """
     raw = _read_yaml(Path(path))
+    trino = raw.get("trino")
+    if isinstance(trino, dict) and trino.get("password"):
+        raise LakehouseError(f"{path}: trino.password: a password is never written in a file: set it in the "
+                             f"environment, {ENV_PREFIX}TRINO__PASSWORD")  # fmt: skip
     sources = _apply_overrides(raw, os.environ if environ is None else environ)
     try:
         settings = Settings.model_validate(raw)
@@ -281,7 +307,8 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tu
             raise LakehouseError(f"{name}: expected the form LAKEHOUSE__SECTION__KEY")
         section, key = parts
         try:
-            value = yaml.safe_load(text) if text.strip() else text
+            # A secret is taken as it is: YAML would make a key of digits a number, "yes" a bool.
+            value = yaml.safe_load(text) if text.strip() and not _is_secret(section, key) else text
         except yaml.YAMLError:
             value = text
         target = raw.setdefault(section, {})
@@ -290,6 +317,12 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tu
         target[key] = value
         sources[(section, key)] = sources[(section,)] = name
     return sources
+
+
+def _is_secret(section: str, key: str) -> bool:
+    field = Settings.model_fields.get(section)
+    fields = getattr(field.annotation, "model_fields", {}) if field else {}
+    return key in fields and fields[key].annotation is SecretStr
 
 
 def _one_line(path: str | Path, exc: ValidationError, sources: dict[tuple[str, ...], str]) -> str:

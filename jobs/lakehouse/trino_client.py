@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+import trino.auth
 import trino.dbapi
 from requests import RequestException
+from requests.exceptions import SSLError
 from trino.exceptions import HttpError, TrinoConnectionError, TrinoQueryError
 
 from lakehouse.config import Settings, TrinoSettings
@@ -20,6 +22,8 @@ CATALOG = "lakehouse"
 LAKE = "lake"
 BI = "bi"
 ANALYST = "analyst"
+# Where the pipeline user's password comes from (never a file).
+ENV_PASSWORD = "LAKEHOUSE__TRINO__PASSWORD"
 # For a few seconds after a start, a server lists itself active before it schedules table scans on itself.
 NO_NODES_WAIT = 30
 # What the client raises when the server's first answer is not Trino's protocol: an HTTP error status (another web
@@ -77,29 +81,49 @@ def _query_once(settings: Settings, sql: str, user: str | None) -> Result:
             cursor = connection.cursor()
             try:
                 cursor.execute(sql.strip().rstrip(";"))
+            except HttpError as exc:
+                if str(exc).startswith("error 401"):
+                    name = settings.trino.user
+                    raise LakehouseError(f"Trino at {url(settings.trino)} refused the password of user {name} "
+                                         f"(HTTP 401): check {ENV_PASSWORD}") from None  # fmt: skip
+                raise _not_a_trino_server(settings, exc) from None
             except _NOT_TRINO as exc:
-                where = f"{settings.trino.host}:{settings.trino.port}"
-                raise LakehouseError(f"what answers at {where} is not a Trino server ({_not_trino(exc)})") from None
+                raise _not_a_trino_server(settings, exc) from None
             rows = cursor.fetchall()
     except TrinoQueryError as exc:
         raise QueryError(f"Trino: {exc.message}", exc.error_name) from None
     except HttpError as exc:
         raise LakehouseError(f"Trino at {url(settings.trino)} broke off the query: {_not_trino(exc)}") from None
+    except SSLError as exc:
+        raise LakehouseError(f"TLS with Trino at {url(settings.trino)} failed (check trino.verify): "
+                             f"{str(exc).splitlines()[0][:200]}") from None  # fmt: skip
     except (TrinoConnectionError, RequestException):
         raise LakehouseError(f"no Trino server answers at {url(settings.trino)}: run `lakehouse trino start`") from None
     return Result([column[0] for column in cursor.description or ()], [tuple(row) for row in rows])
 
 
 def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connection:
-    """A DB-API connection to the configured server and catalog, as `user` (default: the pipeline's user)."""
+    """A DB-API connection to the configured server and catalog, as `user` (default: the pipeline's user), over
+    `trino.http_scheme`; with `trino.password` set, it authenticates with it (HTTP basic auth, https only)."""
     config = settings.trino
+    password = config.password.get_secret_value()
+    if password and config.http_scheme != "https":
+        raise LakehouseError(f"trino.password is only sent over https, not to {url(config)}: set trino.http_scheme")
+    # The password is the pipeline user's: another `user` is then one the server must let it impersonate.
+    auth = trino.auth.BasicAuthentication(config.user, password) if password else None
     return trino.dbapi.connect(host=config.host, port=config.port, user=user or config.user, catalog=CATALOG,
-                               source="lakehouse")  # fmt: skip
+                               source="lakehouse", http_scheme=config.http_scheme, auth=auth,
+                               verify=config.verify)  # fmt: skip
 
 
 def url(config: TrinoSettings) -> str:
     """The address of the configured server."""
-    return f"http://{config.host}:{config.port}"
+    return f"{config.http_scheme}://{config.host}:{config.port}"
+
+
+def _not_a_trino_server(settings: Settings, exc: Exception) -> LakehouseError:
+    where = f"{settings.trino.host}:{settings.trino.port}"
+    return LakehouseError(f"what answers at {where} is not a Trino server ({_not_trino(exc)})")
 
 
 def _not_trino(exc: Exception) -> str:

@@ -4,6 +4,7 @@ the Spark tasks submit the `lakehouse` command with the settings of conf/."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
@@ -12,7 +13,7 @@ from airflow.sdk import DAG, Asset
 from airflow.sdk.exceptions import ParamValidationError
 
 from lakehouse.airflow_local import SPARK_CONN_ID, airflow_environ
-from lakehouse.airflow_tasks import SUBMIT_APP, ReportedErrorsAreFinal, conf_file
+from lakehouse.airflow_tasks import SECRET_CONF, SUBMIT_APP, ReportedErrorsAreFinal, conf_file, spark_job
 from lakehouse.config import load_settings
 from lakehouse.session import spark_conf
 from tests.conftest import CONF
@@ -81,7 +82,7 @@ def test_tasks_retry_with_backoff_within_a_timeout(dags: dict[str, DAG], dag_id:
 
 
 def test_spark_tasks_submit_the_lakehouse_command_with_the_settings_of_conf(dags: dict[str, DAG]) -> None:
-    expected = spark_conf(load_settings(conf_file()))
+    expected = {k: v for k, v in spark_conf(load_settings(conf_file())).items() if not SECRET_CONF.search(k)}
     packages = expected.pop("spark.jars.packages")
     submitted = [task for dag in dags.values() for task in dag.tasks if isinstance(task, SparkSubmitOperator)]
     assert {task.task_id for task in submitted} == set(COMMANDS)
@@ -91,6 +92,25 @@ def test_spark_tasks_submit_the_lakehouse_command_with_the_settings_of_conf(dags
         assert task.packages == packages and packages.startswith("io.delta:delta-spark_")
         assert task.conf == expected
         assert isinstance(task.retry_policy, ReportedErrorsAreFinal)
+
+
+def test_no_secret_reaches_the_spark_submit_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 keys and the Trino password (set as in docker/compose.yaml, in the environment) are in no argument of
+    spark-submit; the job's own session still gets the S3 keys, from the settings it reads in the driver."""
+    secrets = {"LAKEHOUSE__S3__ACCESS_KEY": "AKIA-not-on-the-command-line",
+               "LAKEHOUSE__S3__SECRET_KEY": "s3-secret-not-on-the-command-line",
+               "LAKEHOUSE__TRINO__PASSWORD": "trino-password-not-on-the-command-line"}  # fmt: skip
+    environ = {"LAKEHOUSE__LAKE__ROOT": "s3a://lakehouse/lake", "LAKEHOUSE__TRINO__HTTP_SCHEME": "https", **secrets}
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    task = spark_job("aggregate", "aggregate", timeout=timedelta(minutes=5))
+    command = task._get_hook()._build_spark_submit_command(task.application)
+    assert any("fs.s3a.endpoint.region" in argument for argument in command)  # the lake on S3's own settings
+    for value in secrets.values():
+        assert not any(value in argument for argument in command), "a secret is on the spark-submit command line"
+        assert value not in repr(task.conf) and value not in task.name
+    session_conf = spark_conf(load_settings(conf_file()))
+    assert session_conf["spark.hadoop.fs.s3a.secret.key"] == secrets["LAKEHOUSE__S3__SECRET_KEY"]
 
 
 def test_publish_waits_for_both_gates(dags: dict[str, DAG]) -> None:
