@@ -36,11 +36,13 @@ def changed(files: list[LandingFile], listed: list[LandingFile]) -> list[Landing
     """The `files` whose size or modification time differ in `listed` (a later listing); a file no longer listed has
     not changed what was read of it."""
     now = {f.path: f for f in listed}
-    return [
-        f for f in files
-        if f.path in now and (now[f.path].size != f.size or None not in (f.modified, now[f.path].modified)
-                              and now[f.path].modified != f.modified)
-    ]  # fmt: skip
+    return [f for f in files if f.path in now and _differs(f, now[f.path])]
+
+
+def _differs(then: LandingFile, now: LandingFile) -> bool:
+    """Whether a file's size, or its modification time where both listings have one, changed."""
+    timed = then.modified is not None and now.modified is not None
+    return now.size != then.size or (timed and now.modified != then.modified)
 
 
 def _hidden(relative: str) -> bool:
