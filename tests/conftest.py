@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import random
 import socket
+import subprocess
+import sys
+import time as clock
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from lakehouse.publish import publish
 from lakehouse.session import spark_session
 from lakehouse.trino_server import start, stop
 from tests.lake import event_line, land
+from tests.oracle import audit
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf" / "local.yaml"
@@ -108,6 +112,31 @@ def served(trino_starting: tuple[Settings, Future], spark: SparkSession) -> tupl
     return settings, publish(settings)
 
 
+# The users a test forgot on the served lake (tests/jobs/test_forget.py), which `served_events` then leaves out.
+SERVED_FORGOTTEN: set[str] = set()
+
+
+@pytest.fixture(scope="session")
+def served_written(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """What `served` landed, as the oracle reads it (its first-seen valid events): one dict per event with the
+    `events` columns the served tables derive from (event_ts as epoch milliseconds)."""
+    folder = tmp_path_factory.mktemp("served-oracle")
+    land(folder, "events.jsonl", served_lines(2_000, random.Random(7)))
+    rows = []
+    for _, event in audit([str(folder / "events.jsonl")]).events:
+        attributes, millis = event["data"]["attributes"], event["meta"]["created_at"]
+        rows.append({"event_id": event["data"]["id"], "event_type": event["data"]["type"], "event_ts": millis,
+                     "event_date": datetime.fromtimestamp(millis / 1000, UTC).date(),
+                     "user_id": attributes.get("user_id"), "country": attributes.get("country")})  # fmt: skip
+    return rows
+
+
+@pytest.fixture
+def served_events(served_written: list[dict]) -> list[dict]:
+    """The events the served lake holds now: those landed, less the events of the users forgotten since."""
+    return [event for event in served_written if event["user_id"] not in SERVED_FORGOTTEN]
+
+
 def served_lines(count: int, rng: random.Random) -> list[str]:
     """`count` events over two days (a few hours each, so few partitions): 4 types, 4 countries (of the quality
     settings' set: ingest's checks pass, so publish serves it) or none, 150 users and a tenth anonymous; then a
@@ -121,3 +150,30 @@ def served_lines(count: int, rng: random.Random) -> list[str]:
         created = hour + timedelta(seconds=rng.randrange(3600))
         lines.append(event_line(f"event-{number}", created, user=user, country=country, event_type=event_type))
     return [*lines, lines[0], '{"data": ']
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server on a free port, in a process of its own (so Spark and Trino reach it as they would reach
+    S3), for the tests of a lake on S3."""
+    port = free_port()
+    with (tmp_path_factory.mktemp("moto") / "moto.log").open("wb") as log:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait_for_server(port, server)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_server(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = clock.monotonic() + timeout
+    while True:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert server.poll() is None, "moto's server exited while starting"
+        assert clock.monotonic() < deadline, f"moto's server did not listen on port {port} within {timeout} s"
+        clock.sleep(0.2)

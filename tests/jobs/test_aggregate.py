@@ -3,7 +3,9 @@ for row with a plain-Python computation over the raw files (parsed and deduplica
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import shutil
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -19,7 +21,6 @@ from pyspark.sql import functions as F
 from lakehouse import tables
 from lakehouse.aggregate import aggregate
 from lakehouse.config import AggregateSettings, Settings
-from lakehouse.dates import months_of
 from lakehouse.gold import activity, event_stats, monthly_activity, passes, user_activity
 from lakehouse.ingest import ingest
 from lakehouse.quality import validate
@@ -169,6 +170,25 @@ def landed(settings: Settings) -> list[str]:
     return sorted(str(p) for p in (Path(settings.lake.root) / "landing").rglob("*.jsonl*"))
 
 
+def _day(event: dict) -> date:
+    return datetime.fromtimestamp(event["meta"]["created_at"] / 1000, UTC).date()
+
+
+def _replaced_days(settings: Settings, name: str, since: int) -> list[list[date]]:
+    """The days each commit of `name` after version `since` replaced, from the `event_date IN (…)` predicate its
+    Delta log entry records."""
+    log = Path(settings.lake.root) / name / "_delta_log"
+    replaced = []
+    for entry in sorted(log.glob("*.json")):
+        if int(entry.stem) > since:
+            [info] = [action["commitInfo"] for action in map(json.loads, entry.read_text().splitlines())
+                      if "commitInfo" in action]  # fmt: skip
+            days = re.findall(r"DATE'(\d{4}-\d{2}-\d{2})'", info["operationParameters"]["predicate"])
+            assert days, f"version {entry.stem} of {name} replaced no day: {info}"
+            replaced.append([date.fromisoformat(day) for day in days])
+    return replaced
+
+
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSession) -> Settings:
     """A lake that ingested three days of generated events (late ones, anonymous ones, bad lines, re-sent events)
@@ -220,8 +240,9 @@ def test_late_batch_rebuilds_exactly_the_days_it_touched(
     assert unaggregated_batches(settings) == []
     assert summary["days"] == [late_day.isoformat(), new_day.isoformat()] and summary["months"] == ["2024-07"]
     users, stats = stored_gold(spark, settings)
-    assert (users, stats) == expected_gold(landed(settings))
-    assert stored_monthly(spark, settings) == expected_monthly(users, stats)
+    expected_users, expected_stats = expected_gold(landed(settings))
+    assert (users, stats) == (expected_users, expected_stats)
+    assert stored_monthly(spark, settings) == expected_monthly(expected_users, expected_stats)
     untouched = {key: row for key, row in before_stats.items() if key[0] != late_day}
     assert {key: row for key, row in stats.items() if key[0] not in (late_day, new_day)} == untouched
     assert users[(new_day, "late-user", "login", None)][0] == 1
@@ -251,8 +272,9 @@ def test_explicit_days_are_replaced_not_added(
     first, second = aggregate(settings, [day]), aggregate(settings, [day])
 
     assert first["days"] == second["days"] == [day.isoformat()] and first["batches"] == []
-    assert first["user_activity_rows"] == second["user_activity_rows"] == sum(k[0] == day for k in before[0])
-    assert stored_gold(spark, settings) == before
+    expected_users, _ = expected_gold(landed(settings))
+    assert first["user_activity_rows"] == second["user_activity_rows"] == sum(k[0] == day for k in expected_users)
+    assert stored_gold(spark, settings) == before == expected_gold(landed(settings))
 
 
 def test_months_missing_from_the_rollup_are_built_with_the_next_run(
@@ -267,14 +289,11 @@ def test_months_missing_from_the_rollup_are_built_with_the_next_run(
     summary = aggregate(settings, [day])
 
     assert summary["days"] == [day.isoformat()] and summary["months"] == ["2024-06", "2024-07"]
-    assert stored_monthly(spark, settings) == expected_monthly(*expected_gold(landed(settings)))
+    monthly = expected_monthly(*expected_gold(landed(settings)))
+    assert stored_monthly(spark, settings) == monthly
     checked = validate(settings, tables.MONTHLY_USER_ACTIVITY)
     assert checked["success"] and checked["scope"] == f"aggregate run {summary['run_id']}"
-    assert (
-        checked["rows"]
-        == summary["monthly_activity_rows"]
-        == table(spark, settings, tables.MONTHLY_USER_ACTIVITY).count()
-    )
+    assert checked["rows"] == summary["monthly_activity_rows"] == len(monthly)
 
 
 def test_runs_recorded_before_their_months_still_validate_and_take_the_new_column(
@@ -287,12 +306,14 @@ def test_runs_recorded_before_their_months_still_validate_and_take_the_new_colum
     old = table(spark, settings, tables.AGGREGATE_RUNS).drop("months").collect()
     spark.createDataFrame(old).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
     [last] = old
-    months = [month.isoformat() for month in months_of(last["days"])]
-    rollup = table(spark, settings, tables.MONTHLY_USER_ACTIVITY)
+    # The months of the days the last run rebuilt (the fixture's one run: every day of the lake, late June too).
+    months = {day.replace(day=1) for day in last["days"]}
+    assert months == {date(2024, 6, 1), date(2024, 7, 1)}
+    expected = [key for key in expected_monthly(*expected_gold(landed(settings))) if key[0] in months]
 
     checked = validate(settings, tables.MONTHLY_USER_ACTIVITY)
 
-    assert checked["success"] and checked["rows"] == rollup.where(F.col("event_month").isin(months)).count() > 0
+    assert checked["success"] and checked["rows"] == len(expected) > 0
     summary = aggregate(settings, [START])
     recorded = {run["run_id"]: run["months"] for run in table(spark, settings, tables.AGGREGATE_RUNS).collect()}
     assert recorded == {last["run_id"]: None, summary["run_id"]: [START.replace(day=1)]}
@@ -358,18 +379,26 @@ def test_a_rebuild_in_several_passes_equals_one_in_a_single_pass(
     settings = copied_lake(lake, tmp_path / "lake", make_settings)
     settings = settings.model_copy(update={"aggregate": AggregateSettings(max_events_per_pass=2_000)})
     days = sorted({key[0] for key in expected_gold(landed(settings))[1]})
-    per_day = Counter(row["event_date"] for row in table(spark, settings, tables.EVENTS).select("event_date").collect())
+    # Events per day as the oracle counts them.
+    per_day = Counter(_day(event) for _, event in audit(landed(settings)).events)
     assert max(per_day.values()) > 2_000 and len(days) > 3  # a day bigger than a pass, and small late days
     assert rows_by_partition(settings, tables.EVENTS, "event_date") == per_day  # from the Delta log's counts
-    versions = [version(settings, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
+    daily = (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)
+    versions = [version(settings, name) for name in daily]
     monthly_version = version(settings, tables.MONTHLY_USER_ACTIVITY)
 
     summary = aggregate(settings, days)
 
-    expected_passes = passes(days, dict(per_day), 2_000)
-    assert 1 < len(expected_passes) < len(days)
-    after = [version(settings, name) for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS)]
-    assert [b - a for a, b in zip(versions, after, strict=True)] == [len(expected_passes)] * 2
+    # Each pass is one commit replacing its days (named in the commit's predicate), the same in both tables: every
+    # day once and in order, consecutive days of at most 2,000 events (a bigger day alone), and no pass could have
+    # taken the next day too.
+    cut = [_replaced_days(settings, name, since) for name, since in zip(daily, versions, strict=True)]
+    assert cut[0] == cut[1]
+    sizes = [sum(per_day[day] for day in one_pass) for one_pass in cut[0]]
+    assert [day for one_pass in cut[0] for day in one_pass] == days
+    assert all(size <= 2_000 or len(one_pass) == 1 for one_pass, size in zip(cut[0], sizes, strict=True))
+    assert all(size + per_day[following[0]] > 2_000 for size, following in zip(sizes, cut[0][1:], strict=False))
+    assert 1 < len(cut[0]) < len(days)
     users, stats = expected_gold(landed(settings))
     assert stored_gold(spark, settings) == (users, stats)
     assert (summary["user_activity_rows"], summary["event_stats_rows"]) == (len(users), len(stats))
@@ -391,7 +420,12 @@ def test_a_day_without_events_ends_up_empty(lake: Settings, tmp_path: Path, make
     for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS):
         assert table(spark, settings, name).where(F.col("event_date") == day).count() == 0
         assert table(spark, settings, name).where(F.col("event_date") != day).count() > 0
-    assert stored_monthly(spark, settings) == expected_monthly(*stored_gold(spark, settings))
+    # The other days as the oracle has them, and the months from those.
+    users, stats = (
+        {key: row for key, row in rows.items() if key[0] != day} for rows in expected_gold(landed(settings))
+    )
+    assert stored_gold(spark, settings) == (users, stats)
+    assert stored_monthly(spark, settings) == expected_monthly(users, stats)
 
 
 def page_rows(spark: SparkSession, file: str) -> dict[str, list[int]]:

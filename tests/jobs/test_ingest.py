@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse import tables
 from lakehouse.config import Settings
-from lakehouse.generate import generate
+from lakehouse.generate import GenerateSummary, generate
 from lakehouse.ingest import ingest
 from tests.lake import event_line, land, table, version
 from tests.oracle import Audit, audit
@@ -23,24 +23,49 @@ START = date(2024, 3, 1)
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory, make_settings, spark: SparkSession):
-    """A lake that ingested two days of generated events with bad and re-sent lines, plus the oracle's view."""
+def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, GenerateSummary]:
+    """Two days of generated events with bad and re-sent lines in a lake's landing folder: the lake's root and the
+    generator's record of what it wrote."""
     root = tmp_path_factory.mktemp("generated") / "lake"
-    files = generate(root / "landing", events=12_000, days=2, start=START, users=300, types=20, bad_rate=0.04,
-                     dup_rate=0.05, seed=11, compress=True).files  # fmt: skip
+    return root, generate(root / "landing", events=12_000, days=2, start=START, users=300, types=20, bad_rate=0.04,
+                          dup_rate=0.05, seed=11, compress=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def generated(made: tuple[Path, GenerateSummary], make_settings, spark: SparkSession):
+    """The lake of `made` after one ingest, plus the oracle's view of its landing files."""
+    root, written = made
     settings = make_settings(root)
-    return settings, ingest(settings), audit(files)
+    return settings, ingest(settings), audit(written.files)
 
 
-def test_summary_reconciles_with_the_oracle(generated: tuple[Settings, list[dict], Audit]) -> None:
+def _day(event: dict) -> date:
+    """The event's UTC date, from its `meta.created_at`."""
+    return datetime.fromtimestamp(event["meta"]["created_at"] / 1000, UTC).date()
+
+
+def _user(event: dict) -> str | None:
+    """The contract's `user_id`: `data.attributes.user_id`, else `meta.user_id` (conf/local.yaml's paths)."""
+    for holder in (event["data"]["attributes"], event["meta"]):
+        if holder.get("user_id") is not None:
+            return holder["user_id"]
+    return None
+
+
+def test_summary_reconciles_with_the_oracle(
+    generated: tuple[Settings, list[dict], Audit], made: tuple[Path, GenerateSummary]
+) -> None:
+    """Each figure against the generator's record and the oracle's count, never against the others (ingest derives
+    `duplicates` from them, so their sum always adds up)."""
     _, summaries, oracle = generated
+    _, written = made
     [summary] = summaries
-    assert summary["lines_read"] == oracle.lines == 12_000
-    assert summary["lines_read"] == summary["valid"] + summary["quarantined"] + summary["duplicates"]
-    assert summary["valid"] == len(oracle.first_seen)
-    assert summary["duplicates"] == oracle.duplicates
-    assert summary["reasons"] == dict(oracle.reasons)
-    assert summary["files"] == 48
+    assert summary["lines_read"] == written.lines == oracle.lines == 12_000
+    assert summary["valid"] == written.valid == len(oracle.first_seen)
+    assert summary["quarantined"] == sum(written.bad.values()) == sum(oracle.reasons.values())
+    assert summary["duplicates"] == written.duplicates == oracle.duplicates
+    assert summary["reasons"] == written.bad == dict(oracle.reasons)
+    assert summary["files"] == len(written.files) == 48
 
 
 def test_events_are_exactly_the_first_copies(generated, spark: SparkSession) -> None:
@@ -67,14 +92,20 @@ def test_quarantine_holds_every_rejected_line_with_its_reason(generated, spark: 
     }
 
 
-def test_ingest_runs_records_the_batch(generated, spark: SparkSession) -> None:
-    settings, [summary], _ = generated
+def test_ingest_runs_records_the_batch(generated, made: tuple[Path, GenerateSummary], spark: SparkSession) -> None:
+    """The run's figures, files and event dates as the oracle and the generator have them."""
+    settings, [summary], oracle = generated
+    root, written = made
     [run] = table(spark, settings, tables.INGEST_RUNS).collect()
-    assert (run["run_id"], run["lines_read"], run["valid"], run["quarantined"], run["duplicates"]) == (
-        summary["run_id"], summary["lines_read"], summary["valid"], summary["quarantined"], summary["duplicates"]
+    assert run["run_id"] == summary["run_id"]
+    assert (run["lines_read"], run["valid"], run["quarantined"], run["duplicates"]) == (
+        oracle.lines, len(oracle.first_seen), sum(oracle.reasons.values()), oracle.duplicates
     )  # fmt: skip
     assert len(run["files"]) == 48 and all(not f.startswith("file:") for f in run["files"])
-    assert [d.isoformat() for d in run["event_dates"]] == summary["event_dates"]
+    assert sorted(run["files"]) == sorted(str(Path(f).relative_to(root / "landing")) for f in written.files)
+    days = sorted({_day(event) for _, event in oracle.events})
+    assert list(run["event_dates"]) == days
+    assert summary["event_dates"] == [day.isoformat() for day in days]
     # Late events reach back before the first generated day.
     assert min(run["event_dates"]) < START
 
@@ -91,21 +122,22 @@ def test_rerun_adds_nothing(generated, spark: SparkSession) -> None:
 
 
 def test_event_ids_hold_each_event_once_with_its_batch(generated, spark: SparkSession) -> None:
-    settings, _, _ = generated
+    """Every first copy the oracle found, with its event date and user (as the contract derives them) and batch 1."""
+    settings, _, oracle = generated
     ids = table(spark, settings, tables.EVENT_IDS)
-    events = table(spark, settings, tables.EVENTS).select("event_date", "event_id", "user_id")
-    assert sorted(ids.collect()) == sorted((*row, 1) for row in events.collect())
+    expected = [(_day(event), event["data"]["id"], _user(event), 1) for _, event in oracle.events]
+    assert sorted(map(tuple, ids.collect())) == sorted(expected)
     assert RustTable(tables.table_path(settings, tables.EVENT_IDS)).metadata().partition_columns == ["event_date"]
 
 
 def test_delta_rs_reads_the_tables_with_their_partitions(generated) -> None:
-    settings, [summary], _ = generated
+    settings, _, oracle = generated
     events = RustTable(tables.table_path(settings, tables.EVENTS))
     assert events.metadata().partition_columns == ["event_type", "event_date", "event_hour"]
-    assert events.to_pyarrow_table().num_rows == summary["valid"]
+    assert events.to_pyarrow_table().num_rows == len(oracle.first_seen)
     quarantine = RustTable(tables.table_path(settings, tables.QUARANTINE))
     assert quarantine.metadata().partition_columns == ["ingest_date"]
-    assert quarantine.to_pyarrow_table().num_rows == summary["quarantined"]
+    assert quarantine.to_pyarrow_table().num_rows == sum(oracle.reasons.values())
     assert RustTable(tables.table_path(settings, tables.INGEST_RUNS)).to_pyarrow_table().num_rows == 1
 
 
@@ -118,7 +150,8 @@ def test_resent_file_in_a_later_batch_is_all_duplicates(generated, tmp_path: Pat
     again = audit([str(source)])
     [summary] = ingest(make_settings(lake))
     assert (summary["batch"], summary["files"], summary["valid"]) == (2, 1, 0)
-    assert summary["duplicates"] == again.lines - sum(again.reasons.values())
+    assert (summary["lines_read"], summary["quarantined"]) == (again.lines, sum(again.reasons.values()))
+    assert summary["duplicates"] == again.lines - sum(again.reasons.values()) > 0
     assert summary["reasons"] == dict(again.reasons)
 
 
@@ -127,7 +160,7 @@ def test_a_lake_from_before_the_id_index_gets_it_from_events(
 ) -> None:
     """`events` without `_state/event_ids` (a lake written by an earlier version): the next batch indexes `events`
     as batch 0 first, so a re-sent file is still all duplicates, and a new event is indexed with its batch."""
-    settings, [first], _ = generated
+    settings, _, oracle = generated
     lake = tmp_path / "lake"
     shutil.copytree(Path(settings.lake.root), lake)
     shutil.rmtree(lake / tables.EVENT_IDS)
@@ -138,9 +171,10 @@ def test_a_lake_from_before_the_id_index_gets_it_from_events(
     copied = make_settings(lake)
     [summary] = ingest(copied)
     assert (summary["batch"], summary["valid"]) == (2, 1)
+    assert (summary["lines_read"], summary["quarantined"]) == (again.lines + 1, sum(again.reasons.values()))
     assert summary["duplicates"] == again.lines - sum(again.reasons.values())
     batches = Counter(row["batch"] for row in table(spark, copied, tables.EVENT_IDS).select("batch").collect())
-    assert batches == {0: first["valid"], 2: 1}
+    assert batches == {0: len(oracle.first_seen), 2: 1}
 
 
 def test_duplicates_within_and_across_batches(settings: Settings, landing: Path, spark: SparkSession) -> None:

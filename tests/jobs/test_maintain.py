@@ -10,12 +10,14 @@ import os
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from delta.tables import DeltaTable
 from deltalake import DeltaTable as RustTable
 from pyspark.sql import DataFrame, SparkSession
@@ -169,32 +171,63 @@ def test_maintain_while_ingesting_loses_and_duplicates_nothing(
     lake: Settings, tmp_path: Path, make_settings, cli_env: dict[str, str], spark: SparkSession
 ) -> None:
     """`lakehouse maintain` and `lakehouse ingest` started together, the ingest appending to the very partitions the
-    maintain rewrites: both succeed and every count reconciles exactly with the input."""
+    maintain rewrites: their commits interleave (each process tags its own), both succeed and every count reconciles
+    exactly with the input."""
     settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    valid = len(PARTITIONS) * 4
     before = {name: table(spark, settings, name).count() for name in (tables.EVENTS, tables.QUARANTINE)}
+    assert before == {tables.EVENTS: BATCHES * valid, tables.QUARANTINE: BATCHES}
     fresh = batch_lines(BATCHES + 1)
     land(Path(settings.lake.root) / "landing", "batch-4.jsonl", [*fresh, fresh[1]])
-    started = [_lakehouse("maintain", cli_env), _lakehouse("ingest", cli_env)]
+    started = [_lakehouse("maintain", _tagged(cli_env, "test-maintain")),
+               _lakehouse("ingest", _tagged(cli_env, "test-ingest"))]  # fmt: skip
     (maintained, maintain_err), (ingested, ingest_err) = (process.communicate(timeout=900) for process in started)
     assert [process.returncode for process in started] == [0, 0], (maintain_err[-800:], ingest_err[-800:])
+    commits = _commit_times(Path(settings.lake.root))
+    assert _interleaved(commits.get("test-maintain", []), commits.get("test-ingest", [])), f"not at once: {commits}"
     assert len(maintained.splitlines()) == 1, maintained
     assert json.loads(maintained)["tables"][tables.EVENTS]["partitions_rewritten"] == len(PARTITIONS)
     [summary] = [json.loads(line) for line in ingested.splitlines()]
-    valid = len(PARTITIONS) * 4
     assert (summary["batch"], summary["lines_read"], summary["valid"], summary["quarantined"], summary["duplicates"]) \
         == (BATCHES + 1, valid + 2, valid, 1, 1)  # fmt: skip
     events = table(spark, settings, tables.EVENTS)
-    assert events.count() == events.select("event_id").distinct().count() == before[tables.EVENTS] + valid
-    assert table(spark, settings, tables.QUARANTINE).count() == before[tables.QUARANTINE] + 1
+    assert events.count() == events.select("event_id").distinct().count() == (BATCHES + 1) * valid
+    assert table(spark, settings, tables.QUARANTINE).count() == BATCHES + 1
     runs = table(spark, settings, tables.INGEST_RUNS).collect()
     assert sorted(run["batch"] for run in runs) == list(range(1, BATCHES + 2))
-    assert all(run["lines_read"] == run["valid"] + run["quarantined"] + run["duplicates"] for run in runs)
-    assert sum(run["valid"] for run in runs) == events.count()
+    # Per batch, what its file holds (`batch_lines`): a bad line and `valid` events; the last also a re-sent one.
+    figures = {run["batch"]: (run["lines_read"], run["valid"], run["quarantined"], run["duplicates"]) for run in runs}
+    expected = {n: (valid + 1, valid, 1, 0) for n in range(1, BATCHES + 1)} | {BATCHES + 1: (valid + 2, valid, 1, 1)}
+    assert figures == expected
 
 
 def _lakehouse(command: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lakehouse.cli", command], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _tagged(env: dict[str, str], tag: str) -> dict[str, str]:
+    """`env` for a `lakehouse` process whose every Delta commit carries `tag` (its commitInfo's `userMetadata`)."""
+    conf = yaml.safe_load(env["LAKEHOUSE__SPARK__CONF"]) | {"spark.databricks.delta.commitInfo.userMetadata": tag}
+    return {**env, "LAKEHOUSE__SPARK__CONF": json.dumps(conf)}
+
+
+def _commit_times(root: Path) -> dict[str, list[int]]:
+    """The timestamps (epoch ms) of the tagged commits in every Delta log under `root`, by tag."""
+    times: dict[str, list[int]] = defaultdict(list)
+    for log in root.rglob("_delta_log/*.json"):
+        for line in log.read_text().splitlines():
+            info = json.loads(line).get("commitInfo", {})
+            if info.get("userMetadata"):
+                times[info["userMetadata"]].append(info["timestamp"])
+    return {tag: sorted(stamps) for tag, stamps in times.items()}
+
+
+def _interleaved(one: list[int], other: list[int]) -> bool:
+    """Whether two writers' sorted commit times overlap: a commit of either falls between two of the other's."""
+    if not one or not other:
+        return False
+    return any(one[0] < t < one[-1] for t in other) or any(other[0] < t < other[-1] for t in one)
 
 
 def _rows(frame: DataFrame) -> list[str]:

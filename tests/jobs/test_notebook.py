@@ -15,6 +15,7 @@ from lakehouse.notebook import open_lake
 from tests.conftest import CONF
 from tests.conftest import test_environ as environment_for
 from tests.lake import aggregated_lake
+from tests.oracle import audit
 
 
 def test_open_lake_shows_every_table_as_a_view(
@@ -26,11 +27,13 @@ def test_open_lake_shows_every_table_as_a_view(
         monkeypatch.setenv(name, value)
     opened = open_lake(CONF)
     assert opened is spark
+    found = audit(sorted(str(path) for path in (tmp_path / "lake" / "landing").rglob("*.jsonl*")))
+    valid, quarantined = len(found.first_seen), sum(found.reasons.values())
     [runs] = opened.sql("SELECT sum(valid) AS valid, sum(quarantined) AS quarantined FROM ingest_runs").collect()
-    assert opened.table(tables.EVENTS).count() == runs["valid"] > 0
-    assert opened.table(tables.QUARANTINE).count() == runs["quarantined"] > 0
+    assert opened.table(tables.EVENTS).count() == runs["valid"] == valid > 0
+    assert opened.table(tables.QUARANTINE).count() == runs["quarantined"] == quarantined > 0
     [(total,)] = opened.sql("SELECT sum(events) FROM daily_event_stats").collect()
-    assert total == runs["valid"]
+    assert total == valid
     direct = spark.read.format("delta").load(tables.table_path(settings, tables.DAILY_USER_ACTIVITY))
     assert opened.table(tables.DAILY_USER_ACTIVITY).exceptAll(direct).isEmpty()
     assert opened.table(tables.DAILY_USER_ACTIVITY).count() == direct.count() > 0

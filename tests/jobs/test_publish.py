@@ -1,10 +1,13 @@
 """`lakehouse publish` against a real Trino server: the tables and views it creates, their answers checked against
-Spark over `events`, partition pruning, and tables Spark writes again after registration."""
+the oracle's reading of the landed lines (tests/conftest.py `served_events`), partition pruning, and tables Spark
+writes again after registration."""
 
 from __future__ import annotations
 
 import re
 import shutil
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -51,83 +54,84 @@ def test_every_view_runs_with_the_invokers_rights(served: tuple[Settings, dict])
         assert "SECURITY INVOKER" in statement
 
 
-def test_typical_question_matches_spark_over_events(served: tuple[Settings, dict], spark: SparkSession) -> None:
+def test_typical_question_matches_the_oracle(served: tuple[Settings, dict], served_events: list[dict]) -> None:
     """The DESIGN §5 query, through the stock DB-API client with parameters, as `analyst`, for the busiest type and
-    country over one day, both days and a range without data."""
+    country over one day, both days and a range without data, against the oracle's events."""
     settings, _ = served
-    events = table(spark, settings, tables.EVENTS)
-    busiest = events.where("country IS NOT NULL").groupBy("event_type", "country").count().orderBy(F.desc("count"))
-    event_type, country, _ = busiest.first()
+    located = _grouped((e for e in served_events if e["country"] is not None), "event_type", "country")
+    (event_type, country), _ = min(located.items(), key=lambda item: (-len(item[1]), item[0]))
     cursor = connect(settings, ANALYST).cursor()
     for first, last in ((DAY_1, DAY_1), (DAY_1, DAY_2), (DAY_2 + timedelta(days=30), DAY_2 + timedelta(days=40))):
         cursor.execute(TYPICAL, [event_type, country, first, last])
-        expected = (
-            events.where((F.col("event_type") == event_type) & (F.col("country") == country))
-            .where(F.col("event_date").between(first, last))
-            .agg(F.count(F.lit(1)), F.countDistinct("user_id"))
-            .first()
-        )
-        assert cursor.fetchall() == [[expected[0] or None, expected[1]]]
+        chosen = [e for e in located[(event_type, country)] if first <= e["event_date"] <= last]
+        assert cursor.fetchall() == [[len(chosen) or None, len(_users(chosen))]]
 
 
-def test_monthly_usage_matches_spark_over_events(served: tuple[Settings, dict], spark: SparkSession) -> None:
+def test_monthly_usage_matches_the_oracle(served: tuple[Settings, dict], served_events: list[dict]) -> None:
     """The monthly view, as `analyst`: per month, type and country (NULL country included), all events and exact
-    distinct users as Spark counts them from `events`; and over whole months, the daily view's answer."""
+    distinct users as the oracle counts them; and over whole months, the daily view's answer."""
     settings, _ = served
-    events = table(spark, settings, tables.EVENTS).withColumn("month", F.trunc("event_date", "month").cast("date"))
-    by_month = events.groupBy("month", "event_type", "country").agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+    months = [{**e, "month": e["event_date"].replace(day=1)} for e in served_events]
+    by_month = [(*key, len(rows), len(_users(rows))) for key, rows in
+                _grouped(months, "month", "event_type", "country").items()]  # fmt: skip
     trino = query(settings, "SELECT event_month, event_type, country, sum(events), count(DISTINCT user_id) "
                             "FROM bi.monthly_event_usage GROUP BY 1, 2, 3", ANALYST)  # fmt: skip
-    assert sorted(trino.rows, key=str) == sorted(map(tuple, by_month.collect()), key=str)
-    first, last = events.agg(F.min("month"), F.max("event_date")).first()
+    assert sorted(trino.rows, key=str) == sorted(by_month, key=str)
+    first, last = min(e["month"] for e in months), max(e["event_date"] for e in months)
     where = f"WHERE event_date BETWEEN DATE '{first}' AND DATE '{last}'"
     daily = query(settings, f"SELECT sum(events), count(DISTINCT user_id) FROM bi.event_usage {where}", ANALYST)
     monthly = query(settings, "SELECT sum(events), count(DISTINCT user_id) FROM bi.monthly_event_usage", ANALYST)
-    assert monthly.rows == daily.rows == [(events.count(), events.select("user_id").distinct().dropna().count())]
+    assert monthly.rows == daily.rows == [(len(served_events), len(_users(served_events)))]
 
 
-def test_usage_of_every_type_and_country_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:
+def test_usage_of_every_type_and_country_matches_the_oracle(
+    served: tuple[Settings, dict], served_events: list[dict]
+) -> None:
     """Over the whole range, per type and country (NULL country included): all events, anonymous ones too, and
     exact distinct users; and the per-day view's figures."""
     settings, _ = served
-    events = table(spark, settings, tables.EVENTS)
-    by_type_country = events.groupBy("event_type", "country").agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+    by_type_country = [(*key, len(rows), len(_users(rows))) for key, rows in
+                       _grouped(served_events, "event_type", "country").items()]  # fmt: skip
     trino = query(settings, "SELECT event_type, country, sum(events), count(DISTINCT user_id) FROM bi.event_usage "
                             "GROUP BY 1, 2", ANALYST)  # fmt: skip
-    assert sorted(trino.rows, key=str) == sorted(map(tuple, by_type_country.collect()), key=str)
+    assert sorted(trino.rows, key=str) == sorted(by_type_country, key=str)
     assert any(row[1] is None for row in trino.rows)
-    per_day = events.groupBy("event_date", "event_type", "country").agg(F.count(F.lit(1)), F.countDistinct("user_id"))
+    per_day = [(*key, len(rows), len(_users(rows))) for key, rows in
+               _grouped(served_events, "event_date", "event_type", "country").items()]  # fmt: skip
     daily = query(settings, "SELECT * FROM bi.daily_event_usage", ANALYST)
     assert daily.columns == ["event_date", "event_type", "country", "events", "unique_users"]
-    assert sorted(daily.rows, key=str) == sorted(map(tuple, per_day.collect()), key=str)
+    assert sorted(daily.rows, key=str) == sorted(per_day, key=str)
 
 
-def test_user_daily_activity_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:
+def test_user_daily_activity_matches_the_oracle(served: tuple[Settings, dict], served_events: list[dict]) -> None:
+    """Per user and day: events, types, first and last event, and the country of the last (the data has no two
+    last events of a user's day at the same millisecond)."""
     settings, _ = served
-    events = table(spark, settings, tables.EVENTS).where("user_id IS NOT NULL")
-    expected = events.groupBy("user_id", "event_date").agg(
-        F.count(F.lit(1)), F.countDistinct("event_type"), F.unix_millis(F.min("event_ts")),
-        F.unix_millis(F.max("event_ts")), F.max_by("country", "event_ts"),
-    )  # fmt: skip
+    expected = []
+    for (user, day), rows in _grouped((e for e in served_events if e["user_id"]), "user_id", "event_date").items():
+        last = max(rows, key=lambda e: e["event_ts"])
+        expected.append((user, day, len(rows), len({e["event_type"] for e in rows}),
+                         min(e["event_ts"] for e in rows), last["event_ts"], last["country"]))  # fmt: skip
     trino = query(settings, "SELECT * FROM bi.user_daily_activity", ANALYST)
     assert trino.columns == ["user_id", "event_date", "events", "event_types", "first_seen", "last_seen", "country"]
-    assert sorted(map(_millis, trino.rows), key=str) == sorted(map(tuple, expected.collect()), key=str)
+    assert sorted(map(_millis, trino.rows), key=str) == sorted(expected, key=str)
 
 
-def test_user_event_history_matches_spark(served: tuple[Settings, dict], spark: SparkSession) -> None:
+def test_user_event_history_matches_the_oracle(served: tuple[Settings, dict], served_events: list[dict]) -> None:
     """The history of the most active user, and of a user also seen without a country."""
     settings, _ = served
-    events = table(spark, settings, tables.EVENTS)
-    top = events.where("user_id IS NOT NULL").groupBy("user_id").count().orderBy(F.desc("count")).first()["user_id"]
-    somewhere_unknown = events.where("user_id IS NOT NULL AND country IS NULL").first()["user_id"]
+    by_user = _grouped((e for e in served_events if e["user_id"]), "user_id")
+    (top,), _ = min(by_user.items(), key=lambda item: (-len(item[1]), item[0]))
+    somewhere_unknown = min(e["user_id"] for e in served_events if e["user_id"] and e["country"] is None)
     for user in (top, somewhere_unknown):
-        expected = events.where(F.col("user_id") == user).groupBy("event_date", "event_type", "country").agg(
-            F.count(F.lit(1)), F.unix_millis(F.min("event_ts")), F.unix_millis(F.max("event_ts"))
-        )  # fmt: skip
+        expected = [
+            (*key, len(rows), min(e["event_ts"] for e in rows), max(e["event_ts"] for e in rows))
+            for key, rows in _grouped(by_user[(user,)], "event_date", "event_type", "country").items()
+        ]
         sql = ("SELECT event_date, event_type, country, events, first_seen, last_seen FROM bi.user_event_history "
                f"WHERE user_id = '{user}'")  # fmt: skip
         rows = sorted(map(_millis, query(settings, sql, ANALYST).rows), key=str)
-        assert rows == sorted(map(tuple, expected.collect()), key=str)
+        assert rows == sorted(expected, key=str)
         assert rows
 
 
@@ -222,6 +226,19 @@ def test_view_files_must_replace_their_own_invoker_view(
 
 def _with_views_dir(settings: Settings, folder: Path) -> Settings:
     return settings.model_copy(update={"trino": settings.trino.model_copy(update={"views_dir": str(folder)})})
+
+
+def _grouped(events: Iterable[dict], *keys: str) -> dict[tuple, list[dict]]:
+    """The oracle's events grouped by the values of `keys`."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for event in events:
+        groups[tuple(event[key] for key in keys)].append(event)
+    return groups
+
+
+def _users(events: list[dict]) -> set[str]:
+    """The distinct users of `events` (anonymous ones left out, as count(DISTINCT user_id) leaves out NULL)."""
+    return {event["user_id"] for event in events} - {None}
 
 
 def _millis(row: tuple) -> tuple:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -48,6 +49,14 @@ def ids_committed_run_not_recorded(lake: Path) -> bool:
     return any((lake / tables.EVENT_IDS / "_delta_log").glob("*.json")) and not (lake / "ingest_runs").exists()
 
 
+def _commit_time(table: Path, version: int) -> float:
+    """When `version` of the Delta table at `table` was committed (epoch seconds), from its log."""
+    for line in (table / "_delta_log" / f"{version:020d}.json").read_text().splitlines():
+        if "commitInfo" in (action := json.loads(line)):
+            return action["commitInfo"]["timestamp"] / 1000
+    raise AssertionError(f"no commitInfo in version {version} of {table}")
+
+
 def assert_exact(spark: SparkSession, settings: Settings, made: GenerateSummary) -> None:
     events = spark.read.format("delta").load(tables.table_path(settings, tables.EVENTS))
     assert events.count() == made.valid == events.select("event_id").distinct().count()
@@ -82,10 +91,27 @@ def test_killed_mid_batch_then_rerun_is_exact(moment, settings: Settings, cli_en
 
 
 def test_two_runs_at_once_take_each_file_once(settings: Settings, cli_env, spark: SparkSession) -> None:
+    """Both processes run through the whole batch, from its plan to its record (commit times from the Delta logs,
+    each process's start and end as this test saw them); whichever took the files, every count is exact."""
     made = landed(settings)
-    first, second = start_ingest(cli_env), start_ingest(cli_env)
-    outputs = [process.communicate(timeout=900) for process in (first, second)]
+    began = [time.time(), None]
+    first = start_ingest(cli_env)
+    began[1] = time.time()
+    second = start_ingest(cli_env)
+
+    def finish(process: subprocess.Popen) -> tuple[str, str, float]:
+        """The process's output, once it ended, and when it did."""
+        return (*process.communicate(timeout=900), time.time())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = list(pool.map(finish, (first, second)))
+    outputs = [(stdout, stderr) for stdout, stderr, _ in done]
     assert [process.returncode for process in (first, second)] == [0, 0], [err[-800:] for _, err in outputs]
+    # The batch was planned after both had started and recorded before either ended: they ran at once.
+    lake = Path(settings.lake.root)
+    planned, recorded = _commit_time(lake / tables.INGEST_BATCHES, 0), _commit_time(lake / tables.INGEST_RUNS, 0)
+    lifetimes = [(start, end) for start, (*_, end) in zip(began, done, strict=True)]
+    assert all(start < planned <= recorded < end for start, end in lifetimes), (planned, recorded, lifetimes)
     for stdout, _ in outputs:
         summary = json.loads(stdout.splitlines()[-1])
         assert summary["batch"] in (1, None)
