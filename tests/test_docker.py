@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from collections import Counter
@@ -21,6 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from pydantic import SecretStr
 
+from lakehouse.airflow_local import WRITER_POOL
 from lakehouse.config import Settings, load_settings
 from lakehouse.trino_server import _catalog, _rules
 from tests.conftest import REPO
@@ -157,8 +159,10 @@ def test_the_airflow_services_share_one_configuration(compose: dict[str, Any]) -
     environments = [s["environment"] for s in airflow.values()]
     assert all(environment == environments[0] for environment in environments)
     assert environments[0]["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/lakehouse/dags"
-    assert {s["command"][1] for s in airflow.values()} == {"db", "api-server", "scheduler", "dag-processor",
-                                                           "triggerer"}  # fmt: skip
+    commands = [shlex.split(s["command"][2]) if s["command"][0] == "sh" else s["command"] for s in airflow.values()]
+    first = [command[:2] for command in commands]
+    assert sorted(first) == sorted(["airflow", command] for command in ("db", "api-server", "scheduler",
+                                                                       "dag-processor", "triggerer"))  # fmt: skip
 
 
 def test_conf_docker_matches_the_services(compose: dict[str, Any], settings: Settings) -> None:
@@ -399,3 +403,15 @@ def test_the_trino_password_reaches_only_the_airflow_containers(compose: dict[st
 def _properties(path: Path) -> dict[str, str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_airflow_init_sets_the_writers_pool_of_one_slot(compose: dict[str, Any]) -> None:
+    """The pool the lake-writing tasks run in exists before the scheduler starts, with one slot, as `lakehouse
+    airflow` sets it locally."""
+    init = compose["services"]["airflow-init"]["command"]
+    assert init[:2] == ["sh", "-c"]
+    steps = [shlex.split(step) for step in init[2].split("&&")]
+    assert steps[0] == ["airflow", "db", "migrate"]
+    assert steps[1][:5] == ["airflow", "pools", "set", WRITER_POOL, "1"]
+    assert compose["services"]["airflow-scheduler"]["depends_on"]["airflow-init"]["condition"] == \
+        "service_completed_successfully"  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from lakehouse.errors import LakehouseError
 # The settings file the DAGs run their jobs with; without it, the command line's default.
 CONF_ENV = "LAKEHOUSE_CONF"
 SPARK_CONN_ID = "lakehouse_spark"
+# The pool of every task that writes the lake: one slot, so the scheduler runs one writer at a time (the commands'
+# own writer lock makes it safe whatever runs them; the pool keeps a waiting writer from holding a worker slot).
+WRITER_POOL = "lake_writers"
 
 
 def airflow_environ(settings: Settings, conf: str) -> dict[str, str]:
@@ -42,14 +46,33 @@ def airflow_environ(settings: Settings, conf: str) -> dict[str, str]:
 
 def standalone(settings: Settings, conf: str) -> None:
     """Replaces this process with `airflow standalone` in `airflow_environ` (which generates the admin password into
-    Airflow's home on first start and says where)."""
+    Airflow's home on first start and says where), its metadata DB migrated and the writers' pool set first."""
     environ = {**os.environ, **airflow_environ(settings, conf)}
     try:
         Path(environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LakehouseError(f"airflow.home {environ['AIRFLOW_HOME']} cannot be created: {exc.strerror}") from None
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    try:
-        os.execve(airflow, [airflow, "standalone"], environ)
-    except (FileNotFoundError, PermissionError) as exc:
-        raise LakehouseError(f"cannot run Airflow: {airflow}: {exc.strerror} (`make` installs it)") from None
+    _airflow(environ, "db", "migrate")
+    set_writer_pool(environ)
+    airflow = _binary()
+    os.execve(airflow, [airflow, "standalone"], environ)
+
+
+def set_writer_pool(environ: dict[str, str]) -> None:
+    """Creates (or resets) `WRITER_POOL` with one slot in the metadata DB of `environ`'s Airflow."""
+    _airflow(environ, "pools", "set", WRITER_POOL, "1", "lake writers: one at a time")
+
+
+def _binary() -> str:
+    airflow = Path(sys.executable).with_name("airflow")
+    if not os.access(airflow, os.X_OK):
+        cause = "Permission denied" if airflow.exists() else "No such file or directory"
+        raise LakehouseError(f"cannot run Airflow: {airflow}: {cause} (`make` installs it)")
+    return str(airflow)
+
+
+def _airflow(environ: dict[str, str], *command: str) -> None:
+    done = subprocess.run([_binary(), *command], env=environ, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise LakehouseError(f"`airflow {' '.join(command)}` failed (exit {done.returncode}): {last}")

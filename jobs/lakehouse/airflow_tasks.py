@@ -17,9 +17,10 @@ from airflow.providers.standard.operators.python import ShortCircuitOperator
 from airflow.sdk import Asset, RetryDecision, RetryPolicy
 
 from lakehouse import state, tables
-from lakehouse.airflow_local import CONF_ENV, SPARK_CONN_ID
+from lakehouse.airflow_local import CONF_ENV, SPARK_CONN_ID, WRITER_POOL
 from lakehouse.config import DEFAULT_CONF, Settings, load_settings
 from lakehouse.session import spark_conf
+from lakehouse.writer_lock import WRITERS
 
 SUBMIT_APP = str(Path(__file__).resolve().with_name("submit.py"))
 # How the `lakehouse` command starts the one line it reports an error with (cli.main).
@@ -89,6 +90,7 @@ def spark_job(task_id: str, *command: str, timeout: timedelta, **kwargs: Any) ->
         name=f"{job_conf['spark.app.name']}-{task_id}",
         execution_timeout=timeout,
         retry_policy=ReportedErrorsAreFinal(),
+        **_pool(command),
         **kwargs,
     )
 
@@ -98,7 +100,14 @@ def command_task(task_id: str, *command: str, timeout: timedelta) -> BashOperato
     directory, like the Spark jobs: a relative --conf file (and a relative path in a LAKEHOUSE__ variable) is found
     from there, while the file's own relative paths are relative to its project folder, as on the command line."""
     line = shlex.join([sys.executable, "-m", "lakehouse.cli", *command, "--conf", conf_file()])
-    return BashOperator(task_id=task_id, bash_command=line, cwd=os.getcwd(), execution_timeout=timeout)
+    return BashOperator(
+        task_id=task_id, bash_command=line, cwd=os.getcwd(), execution_timeout=timeout, **_pool(command)
+    )
+
+
+def _pool(command: tuple[str, ...]) -> dict[str, str]:
+    """The writers' pool for a command that writes the lake; Airflow's default pool otherwise."""
+    return {"pool": WRITER_POOL} if command[0] in WRITERS else {}
 
 
 def new_batches_gate(task_id: str) -> ShortCircuitOperator:

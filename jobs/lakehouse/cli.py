@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
 from typing import NoReturn
 
 from lakehouse.config import DEFAULT_CONF, Settings, load_settings
 from lakehouse.errors import LakehouseError
+from lakehouse.writer_lock import WRITERS, writer_lock
 
 
 class _Parser(argparse.ArgumentParser):
@@ -218,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.conf)
-        _COMMANDS[args.command](args, settings)
+        with writer_lock(settings, f"lakehouse {args.command}") if args.command in WRITERS else nullcontext():
+            _COMMANDS[args.command](args, settings)
     except LakehouseError as exc:
         print(f"lakehouse: error: {exc}", file=sys.stderr)
         return exc.exit_code

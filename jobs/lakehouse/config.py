@@ -42,6 +42,18 @@ class _Section(BaseModel):
 
 class LakeSettings(_Section):
     root: PathStr = "./lake"
+    # One lake-writing command at a time (lakehouse.writer_lock): auto takes the lock on s3a:// only, where Delta's
+    # log store is safe within one Spark driver; false where the log store itself excludes a second writer.
+    writer_lock: Literal["auto"] | bool = "auto"
+    lock_lease_seconds: int = Field(default=60, ge=2, le=3600)
+    lock_wait_seconds: int = Field(default=3600, ge=0)
+
+    @field_validator("writer_lock", mode="before")
+    @classmethod
+    def _auto_or_boolean(cls, value: Any) -> Any:
+        if value != "auto" and not isinstance(value, bool):
+            raise ValueError(f"must be auto, true or false, got {value!r}")
+        return value
 
     @field_validator("root")
     @classmethod

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.airflow_local import airflow_environ
+from lakehouse.airflow_local import airflow_environ, set_writer_pool
 from lakehouse.config import load_settings
 from tests.conftest import CONF, REPO, test_environ
 
@@ -31,7 +31,9 @@ def _airflow_home() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def airflow_db() -> None:
-    """A fresh metadata DB, as `airflow db migrate` makes it (from the ORM: seconds, not minutes of migrations)."""
+    """A fresh metadata DB, as `airflow db migrate` makes it (from the ORM: seconds, not minutes of migrations),
+    with the writers' pool `lakehouse airflow` sets."""
     from airflow.utils.db import initdb
 
     initdb()
+    set_writer_pool(dict(os.environ))

@@ -12,7 +12,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import DAG, Asset
 from airflow.sdk.exceptions import ParamValidationError
 
-from lakehouse.airflow_local import SPARK_CONN_ID, airflow_environ
+from lakehouse.airflow_local import SPARK_CONN_ID, WRITER_POOL, airflow_environ
 from lakehouse.airflow_tasks import SECRET_CONF, SUBMIT_APP, ReportedErrorsAreFinal, conf_file, spark_job
 from lakehouse.config import load_settings
 from lakehouse.session import spark_conf
@@ -41,6 +41,9 @@ COMMANDS = {
     "maintain": ["maintain"],
     "forget_user": ["forget-user", "{{ params.user_id }}"],
 }
+# The tasks that write the lake's tables (every one but Trino's start and the gate, which only read or start).
+LAKE_WRITERS = {"ingest", "validate_events", "validate_quarantine", "aggregate", "validate_daily_user_activity",
+                "validate_daily_event_stats", "validate_monthly_user_activity", "publish", "maintain", "forget_user"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +141,14 @@ def test_airflow_is_sized_for_two_cores_and_submits_to_the_configured_master() -
     assert connection == {"conn_type": "spark", "host": "spark://spark-master:7077"}
     assert (environ["AIRFLOW__CORE__PARALLELISM"], environ["AIRFLOW__API__WORKERS"]) == ("2", "1")
     assert environ["AIRFLOW_HOME"].endswith("state/airflow") and environ["AIRFLOW__CORE__DAGS_FOLDER"].endswith("dags")
+
+
+def test_lake_writers_share_one_pool_of_one_slot(dags: dict[str, DAG], airflow_db: None) -> None:
+    """Every task writing the lake runs in the writers' pool, which the metadata DB holds with one slot (as
+    `lakehouse airflow` and docker/'s airflow-init set it): the scheduler runs one writer at a time."""
+    from airflow.models.pool import Pool
+
+    tasks = {task.task_id: task.pool for dag in dags.values() for task in dag.tasks}
+    assert {task for task, pool in tasks.items() if pool == WRITER_POOL} == LAKE_WRITERS
+    assert {pool for task, pool in tasks.items() if task not in LAKE_WRITERS} == {Pool.DEFAULT_POOL_NAME}
+    assert Pool.get_pool(WRITER_POOL).slots == 1

@@ -8,10 +8,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,10 +31,11 @@ from lakehouse.storage import peek
 from lakehouse.tables import EVENT_COLUMNS, PUBLISHED
 from lakehouse.trino_client import ANALYST, LAKE, query
 from lakehouse.trino_server import METASTORE, start, stop
-from tests.conftest import CONF, free_port
+from tests.conftest import CONF, REPO, free_port
 from tests.conftest import test_environ as environment_for
 from tests.jobs.test_cli import lakehouse
 from tests.lake import aggregated_lake
+from tests.oracle import Audit, audit
 
 BUCKET = "lakehouse-test"
 GENERATED = {"events": 1_500, "start": date(2024, 5, 1), "users": 150, "types": 8, "bad_rate": 0.02,
@@ -55,13 +54,15 @@ COMPARED = {
 
 @dataclass(frozen=True)
 class S3Lake:
-    """The lake on S3 after the pipeline ran: its settings and environment, what each command printed, and the
-    batches waiting for the aggregates just before `aggregate` ran."""
+    """The lake on S3 after the pipeline ran (two ingests at once, then the other steps): its settings and
+    environment, what each command printed, and the batches waiting for the aggregates just before `aggregate` ran."""
 
     settings: Settings
     environ: dict[str, str]
     printed: dict[str, dict]
     waiting_before_aggregate: list[int]
+    # The two ingests started at once: each one's pid, summary and what it wrote on stderr.
+    ingests: list[tuple[int, dict, str]]
 
 
 def s3_environ(folder: Path, endpoint: str) -> dict[str, str]:
@@ -88,22 +89,6 @@ def client(settings: Settings) -> BaseClient:
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server on a free port, in a process of its own (so Spark and Trino reach it as they would reach
-    S3), for this module's tests."""
-    port = free_port()
-    with (tmp_path_factory.mktemp("moto") / "moto.log").open("wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                  stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-    try:
-        _wait_for(port, server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
 def local_lake(
     tmp_path_factory: pytest.TempPathFactory, make_settings: Callable[[Path], Settings], spark: SparkSession
 ) -> Settings:
@@ -125,22 +110,44 @@ def s3_lake(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, local_la
     with ThreadPoolExecutor(max_workers=1) as pool:
         started = pool.submit(start, settings)
         try:
-            printed = {"ingest": _run(env, "ingest"), "validate": _run(env, "validate", tables.EVENTS)}
+            ingests = _at_once(env, "ingest", "ingest")
+            printed = {"ingest": next(summary for _, summary, _ in ingests if summary["batch"] is not None),
+                       "validate": _run(env, "validate", tables.EVENTS)}  # fmt: skip
             waiting = unaggregated_batches(settings)
             printed["aggregate"] = _run(env, "aggregate")
             started.result()
             printed["publish"] = _run(env, "publish")
-            yield S3Lake(settings, env, printed, waiting)
+            yield S3Lake(settings, env, printed, waiting, ingests)
         finally:
             started.exception()
             stop(settings)
 
 
+def uploaded(local_lake: Settings) -> Audit:
+    """The oracle's reading of the landing files (uploaded to the bucket as they are)."""
+    landing = Path(local_lake.lake.root) / tables.LANDING
+    return audit(sorted(str(path) for path in landing.rglob("*") if path.is_file()))
+
+
 @pytest.mark.slow
-def test_every_step_runs_on_s3(s3_lake: S3Lake) -> None:
-    printed = s3_lake.printed
+def test_two_ingests_at_once_on_s3_take_turns(s3_lake: S3Lake) -> None:
+    """Delta's S3 log store is safe within one driver only: the second ingest waited for the first's writer lock,
+    then found every file taken (the other tests find each table equal to the local lake's: nothing twice)."""
+    (first_pid, first, _), (second_pid, second, _) = sorted(s3_lake.ingests, key=lambda run: run[1]["batch"] is None)
+    waiter_stderr = next(err for pid, _, err in s3_lake.ingests if pid == second_pid)
+    assert f"lakehouse: warning: waiting for the lake's writer lock, held by lakehouse ingest (pid {first_pid} " \
+           in waiter_stderr  # fmt: skip
+    assert (first["batch"], first["lines_read"]) == (1, GENERATED["events"])
+    assert (second["batch"], second["lines_read"]) == (None, 0)
+    assert [run["batch"] for run in peek(s3_lake.settings, tables.INGEST_RUNS, ["batch"])] == [1]
+
+
+@pytest.mark.slow
+def test_every_step_runs_on_s3(s3_lake: S3Lake, local_lake: Settings) -> None:
+    printed, found = s3_lake.printed, uploaded(local_lake)
     assert (printed["ingest"]["batch"], printed["ingest"]["lines_read"]) == (1, GENERATED["events"])
-    assert printed["validate"]["success"] and printed["validate"]["rows"] == printed["ingest"]["valid"]
+    assert printed["ingest"]["valid"] == len(found.first_seen)
+    assert printed["validate"]["success"] and printed["validate"]["rows"] == len(found.first_seen)
     assert printed["aggregate"]["batches"] == [1]
     assert sorted(printed["publish"]["registered"]) == sorted(PUBLISHED)
 
@@ -167,8 +174,10 @@ def test_trino_reads_the_s3_tables_as_spark_wrote_them(s3_lake: S3Lake, local_la
         [(count,)] = query(settings, f"SELECT count(*) FROM lake.{table}").rows
         assert count == len(peek(local_lake, table, COMPARED[table][:1])), table
     [(events, users)] = query(settings, "SELECT sum(events), count(DISTINCT user_id) FROM bi.event_usage", ANALYST).rows
-    activity = peek(local_lake, tables.DAILY_USER_ACTIVITY, ["user_id"])
-    assert (events, users) == (s3_lake.printed["ingest"]["valid"], len({row["user_id"] for row in activity}))
+    # The oracle's events and their users (the contract's paths: the attributes', else the meta's user id).
+    found = [event for _, event in uploaded(local_lake).events]
+    known = {event["data"]["attributes"].get("user_id") or event["meta"].get("user_id") for event in found} - {None}
+    assert (events, users) == (len(found), len(known))
     # The registrations live in the bucket, next to the tables, as they live in a local lake.
     listed = client(settings).list_objects_v2(Bucket=BUCKET, Prefix=f"lake/{METASTORE}/{LAKE}/{tables.EVENTS}/")
     assert listed["KeyCount"] > 0
@@ -220,6 +229,19 @@ def test_s3_keys_go_in_pairs() -> None:
         load_settings(CONF, {"LAKEHOUSE__S3__ACCESS_KEY": "key-only"})
 
 
+def _at_once(env: dict[str, str], *commands: str) -> list[tuple[int, dict, str]]:
+    """Each `lakehouse COMMAND` started at the same time, as a process of its own: its pid, the last JSON line it
+    printed and its stderr, after checking it succeeded."""
+    started = [subprocess.Popen([sys.executable, "-m", "lakehouse.cli", command], env=env, cwd=REPO, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for command in commands]  # fmt: skip
+    done = []
+    for process in started:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, f"lakehouse {process.args[3]}: {err[-2000:]}"
+        done.append((process.pid, json.loads(out.splitlines()[-1]), err))
+    return done
+
+
 def _run(env: dict[str, str], *args: str) -> dict:
     """What `lakehouse ARGS` printed (one JSON line), after checking it succeeded."""
     done = lakehouse(*args, env=env)
@@ -245,14 +267,3 @@ def _is_of(line: bytes, user: str, settings: Settings) -> bool:
         if found is not None:
             return found == user
     return False
-
-
-def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        assert server.poll() is None, "moto's server exited while starting"
-        assert time.monotonic() < deadline, f"moto's server did not listen on port {port} within {timeout} s"
-        time.sleep(0.2)
