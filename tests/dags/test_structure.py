@@ -42,8 +42,18 @@ COMMANDS = {
     "forget_user": ["forget-user", "{{ params.user_id }}"],
 }
 # The tasks that write the lake's tables (every one but Trino's start and the gate, which only read or start).
-LAKE_WRITERS = {"ingest", "validate_events", "validate_quarantine", "aggregate", "validate_daily_user_activity",
-                "validate_daily_event_stats", "validate_monthly_user_activity", "publish", "maintain", "forget_user"}  # fmt: skip
+LAKE_WRITERS = {
+    "ingest",
+    "validate_events",
+    "validate_quarantine",
+    "aggregate",
+    "validate_daily_user_activity",
+    "validate_daily_event_stats",
+    "validate_monthly_user_activity",
+    "publish",
+    "maintain",
+    "forget_user",
+}
 
 
 @pytest.fixture(scope="module")
