@@ -3,6 +3,7 @@ that still hold them, and records the request with counts only."""
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import gzip
 import hashlib
@@ -21,13 +22,14 @@ from lakehouse.config import Settings
 from lakehouse.contract import first_string, one_json_value, without_bom
 from lakehouse.errors import LakehouseError
 from lakehouse.landing import list_landing, number_lines, read_lines
-from lakehouse.records import ForgetRequest, LandingFile
+from lakehouse.records import ForgetPlan, ForgetRequest, LandingFile
 from lakehouse.session import spark_session
 from lakehouse.storage import (
     append_records,
     delete,
     folder_exists,
     has_tagged_commit,
+    peek,
     purge,
     read,
     retry_on_conflict,
@@ -39,6 +41,8 @@ from lakehouse.storage import (
 TAG = "lakehouse forget-user "
 UTF8_BOM = "\ufeff".encode()
 NOTHING = "nothing to forget: no table row and no landing line is this user's"
+# The tables whose rows a request counts.
+REMOVED = (tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY)
 
 
 def checked_user_id(text: str) -> str:
@@ -88,31 +92,97 @@ def blank_lines(data: bytes, digests: dict[int, str]) -> bytes:
 
 
 def forget(settings: Settings, user_id: str, requested_by: str | None = None) -> dict:
-    """Forgets `user_id` everywhere in the lake; a summary of what it removed (counts only)."""
+    """Forgets `user_id` everywhere in the lake; a summary of what it removed (counts only). A request an earlier run
+    left unfinished (any user's) is finished first, with the counts it planned."""
     user_id = checked_user_id(user_id)
     spark = spark_session(settings)
-    started, requested_at, request_id = time.monotonic(), datetime.now(UTC), str(uuid.uuid4())
+    started = time.monotonic()
     _refuse_while_ingesting(spark, settings)
-    lines = _landing_lines(spark, settings, user_id)
-    rows = _user_rows(spark, settings, user_id)
-    found = {name: frame.count() for name, frame in rows.items()}
-    if not lines and not any(found.values()) and not _unpurged(spark, settings):
-        return {**_summary(None, {}, [], {}, {}), "message": NOTHING, "seconds": round(time.monotonic() - started, 3)}
-    for landed, digests in lines.items():
-        _rewrite(spark, landed, digests, request_id)
+    finished = {plan.user_id: _carry_out(spark, settings, plan, _found(spark, settings, plan.user_id))
+                for plan in _pending(spark, settings)}  # fmt: skip
+    found = _found(spark, settings, user_id)
+    if found.nothing() and not _unpurged(spark, settings):
+        summary = finished.get(user_id) or {**_summary(None, None, {}), "message": NOTHING}
+        return {**summary, "seconds": round(time.monotonic() - started, 3)}
+    plan = ForgetPlan(
+        str(uuid.uuid4()), datetime.now(UTC), requested_by or _os_user(), user_id,
+        {name: found.rows.get(name, 0) for name in REMOVED}, len(found.days), len(found.lines),
+        sum(len(digests) for digests in found.lines.values()),
+    )  # fmt: skip
+    # Before anything changes: a run that dies from here on leaves the plan, which the next run carries out.
+    append_records(spark, settings, tables.FORGET_PLANS, [plan])
+    return {**_carry_out(spark, settings, plan, found), "seconds": round(time.monotonic() - started, 3)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """What the lake holds of one user now: their landing lines (numbers and SHA-256 per file), their rows (as
+    DataFrames) and how many in each table, and the days of `events` and the gold tables that hold them."""
+
+    lines: dict[LandingFile, dict[int, str]]
+    frames: dict[str, DataFrame]
+    rows: dict[str, int]
+    days: list[date]
+
+    def nothing(self) -> bool:
+        return not self.lines and not any(self.rows.values())
+
+
+def _found(spark: SparkSession, settings: Settings, user_id: str) -> Found:
+    frames = _user_rows(spark, settings, user_id)
+    rows = {name: frame.count() for name, frame in frames.items()}
+    # From `events` and `daily_user_activity` both, so a run interrupted between the two is finished by the next.
+    held = [frames[name] for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY) if rows.get(name)]
+    days = sorted({row["event_date"] for frame in held for row in frame.select("event_date").distinct().collect()})
+    return Found(_landing_lines(spark, settings, user_id), frames, rows, days)
+
+
+def _pending(spark: SparkSession, settings: Settings) -> list[ForgetPlan]:
+    """The planned requests not recorded yet (a run died midway). The plans of recorded ones are closed meanwhile,
+    and a close that died before its purge is finished."""
+    plans = peek(settings, tables.FORGET_PLANS, None) or []
+    recorded = {row["request_id"] for row in peek(settings, tables.FORGET_REQUESTS, ["request_id"]) or []}
+    if closed := [plan["request_id"] for plan in plans if plan["request_id"] in recorded]:
+        _close(spark, settings, closed)
+    elif has_tagged_commit(spark, settings, tables.FORGET_PLANS, TAG):
+        purge(spark, settings, tables.FORGET_PLANS)
+    return [_as_plan(plan) for plan in plans if plan["request_id"] not in recorded]
+
+
+def _as_plan(row: dict) -> ForgetPlan:
+    """A plan as `peek` reads it (a map as pairs, times without their zone: UTC)."""
+    return ForgetPlan(**{**row, "rows_removed": dict(row["rows_removed"]),
+                         "requested_at": row["requested_at"].replace(tzinfo=UTC)})  # fmt: skip
+
+
+def _carry_out(spark: SparkSession, settings: Settings, plan: ForgetPlan, found: Found) -> dict:
+    """Removes what `found` holds of the plan's user (all of what was planned, or what a run that died left), purges,
+    records the request with the plan's counts and closes the plan; the request's summary."""
+    for landed, digests in found.lines.items():
+        _rewrite(spark, landed, digests, plan.request_id)
     _refuse_while_ingesting(spark, settings)
-    with tagged_commits(spark, TAG + request_id):
-        days = _remove(spark, settings, user_id, rows, found)
+    with tagged_commits(spark, TAG + plan.request_id):
+        _remove(spark, settings, plan.user_id, found)
     _refuse_while_ingesting(spark, settings)
     purged = {name: purge(spark, settings, name) for name in _unpurged(spark, settings)}
-    summary = _summary(request_id, found, days, lines, purged)
+    summary = _summary(plan.request_id, plan, purged)
     request = ForgetRequest(
-        request_id, requested_at, requested_by or _os_user(), datetime.now(UTC), summary["rows_removed"],
-        summary["days_rebuilt"], summary["landing_files_rewritten"], summary["landing_lines_removed"],
-        tuple(summary["tables_purged"]), summary["files_purged"],
+        plan.request_id, plan.requested_at, plan.requested_by, datetime.now(UTC), plan.rows_removed,
+        plan.days_rebuilt, plan.landing_files_rewritten, plan.landing_lines_removed, tuple(summary["tables_purged"]),
+        summary["files_purged"],
     )  # fmt: skip
     append_records(spark, settings, tables.FORGET_REQUESTS, [request])
-    return {**summary, "seconds": round(time.monotonic() - started, 3)}
+    _close(spark, settings, [plan.request_id])
+    return summary
+
+
+def _close(spark: SparkSession, settings: Settings, request_ids: list[str]) -> None:
+    """Deletes recorded requests' plans, the last place holding their users' ids, and purges that table (its delete
+    is tagged until then, so a close that dies is finished by the next run)."""
+    closing = F.col("request_id").isin(request_ids)
+    with tagged_commits(spark, TAG + request_ids[0]):
+        retry_on_conflict(lambda: delete(spark, settings, tables.FORGET_PLANS, closing))
+    purge(spark, settings, tables.FORGET_PLANS)
 
 
 def _refuse_while_ingesting(spark: SparkSession, settings: Settings) -> None:
@@ -173,21 +243,15 @@ def _quarantined_by(settings: Settings, user_id: str) -> Column:
     return owned_by(quarantined_line(), user_id, settings.ingest.user_id_paths)
 
 
-def _remove(
-    spark: SparkSession, settings: Settings, user_id: str, rows: dict[str, DataFrame], found: dict[str, int]
-) -> list[date]:
+def _remove(spark: SparkSession, settings: Settings, user_id: str, found: Found) -> None:
     """Deletes the user's `events` and `quarantine` rows, then rebuilds the gold tables' days that held the user
-    (from `events`, now without them: a day left without events ends up empty); the days rebuilt. The days come from
-    `events` and from `daily_user_activity` both, so a run interrupted between the two is finished by the next."""
-    held = [rows[name] for name in (tables.EVENTS, tables.DAILY_USER_ACTIVITY) if found.get(name)]
-    days = sorted({row["event_date"] for frame in held for row in frame.select("event_date").distinct().collect()})
+    (from `events`, now without them: a day left without events ends up empty)."""
     # The ids first: a run interrupted after deleting them still finds the events, and deletes the rest.
     for name in (tables.EVENT_IDS, tables.EVENTS, tables.QUARANTINE):
-        if found.get(name):
+        if found.rows.get(name):
             _delete(spark, settings, name, user_id)
-    if days and tables.DAILY_USER_ACTIVITY in rows:
-        retry_on_conflict(lambda: gold.rebuild(spark, settings, days, []))
-    return days
+    if found.days and tables.DAILY_USER_ACTIVITY in found.frames:
+        retry_on_conflict(lambda: gold.rebuild(spark, settings, found.days, []))
 
 
 def _delete(spark: SparkSession, settings: Settings, table: str, user_id: str) -> None:
@@ -201,20 +265,14 @@ def _unpurged(spark: SparkSession, settings: Settings) -> list[str]:
     return [name for name in tables.PURGED if has_tagged_commit(spark, settings, name, TAG)]
 
 
-def _summary(
-    request_id: str | None,
-    found: dict[str, int],
-    days: list[date],
-    lines: dict[LandingFile, dict[int, str]],
-    purged: dict[str, int],
-) -> dict:
-    removed = (tables.EVENTS, tables.QUARANTINE, tables.DAILY_USER_ACTIVITY)
+def _summary(request_id: str | None, plan: ForgetPlan | None, purged: dict[str, int]) -> dict:
+    """A request's summary: the counts of its plan (none: zeros) and what it purged."""
     return {
         "request_id": request_id,
-        "rows_removed": {name: found.get(name, 0) for name in removed},
-        "days_rebuilt": len(days),
-        "landing_files_rewritten": len(lines),
-        "landing_lines_removed": sum(len(digests) for digests in lines.values()),
+        "rows_removed": {name: plan.rows_removed.get(name, 0) if plan else 0 for name in REMOVED},
+        "days_rebuilt": plan.days_rebuilt if plan else 0,
+        "landing_files_rewritten": plan.landing_files_rewritten if plan else 0,
+        "landing_lines_removed": plan.landing_lines_removed if plan else 0,
         "tables_purged": sorted(purged),
         "files_purged": sum(purged.values()),
     }

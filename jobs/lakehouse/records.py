@@ -1,5 +1,5 @@
-"""The rows of the pipeline's own tables (ingest plans and runs, aggregate runs, validations, forget requests), one
-dataclass each: its Spark schema and its row are derived from its fields."""
+"""The rows of the pipeline's own tables (ingest plans and runs, aggregate runs, validations, forget plans and
+requests), one dataclass each: its Spark schema and its row are derived from its fields."""
 
 from __future__ import annotations
 
@@ -163,6 +163,22 @@ class Validation(Record):
     docs: str
     checked_by: str
     suite_digest: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetPlan(Record):
+    """A `forget-user` request under way (`_state/forget_plans`): the user and what the lake held of them, counted
+    before anything changed, so a run that dies midway is finished by the next with these counts; deleted and purged
+    once the request is recorded."""
+
+    request_id: str
+    requested_at: datetime
+    requested_by: str
+    user_id: str
+    rows_removed: dict[str, int]
+    days_rebuilt: Int32
+    landing_files_rewritten: Int32
+    landing_lines_removed: int
 
 
 @dataclasses.dataclass(frozen=True)

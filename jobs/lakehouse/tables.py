@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
-from lakehouse.records import AggregateRun, ForgetRequest, IngestPlan, IngestRun, Validation
+from lakehouse.records import AggregateRun, ForgetPlan, ForgetRequest, IngestPlan, IngestRun, Validation
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -26,6 +26,7 @@ INGEST_BATCHES = "_state/ingest_batches"
 EVENT_IDS = "_state/event_ids"
 AGGREGATE_RUNS = "_state/aggregate_runs"
 FORGET_REQUESTS = "_state/forget_requests"
+FORGET_PLANS = "_state/forget_plans"
 VALIDATIONS = "_quality/validations"
 # Folders under the lake root that are no Delta table.
 LANDING = "landing"
@@ -118,6 +119,8 @@ CATALOGUE: tuple[Table, ...] = (
     Table(AGGREGATE_RUNS, AggregateRun.schema()),
     Table(VALIDATIONS, Validation.schema()),
     Table(FORGET_REQUESTS, ForgetRequest.schema()),
+    # Holds a user id while their request is under way: forget-user deletes and purges its row as the request ends.
+    Table(FORGET_PLANS, ForgetPlan.schema()),
 )  # fmt: skip
 _BY_NAME = {table.name: table for table in CATALOGUE}
 

@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import json
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,7 +27,7 @@ from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.forget import NOTHING, TAG, blank_lines, checked_user_id, forget, owned_by
 from lakehouse.ingest import ingest
-from lakehouse.records import IngestPlan
+from lakehouse.records import ForgetPlan, IngestPlan
 from lakehouse.storage import USER_METADATA, append_records, session_conf
 from lakehouse.trino_client import ANALYST, QueryError, query
 from tests.conftest import SERVED_FORGOTTEN
@@ -263,6 +263,28 @@ def test_a_run_interrupted_before_its_purge_is_finished_by_the_next(
     summary = forget(settings, USER)
     assert summary["rows_removed"] == {tables.EVENTS: 0, tables.QUARANTINE: 3, tables.DAILY_USER_ACTIVITY: 4}
     assert tables.EVENTS in summary["tables_purged"]
+    assert len(_files_mentioning(Path(settings.lake.root), TRACE)) == 2, "the other user's event naming them only"
+
+
+def test_a_plan_left_by_a_run_that_died_is_carried_out_by_the_next_run_with_its_counts(
+    lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
+) -> None:
+    """A run that died right after planning (its plan counts what the lake then held of the user, by hand below), and
+    after deleting the user's `events` rows: the next forget-user run, for another user, finishes that request first
+    and records it with the planned counts, so the rows gone from `events` are all accounted for; no plan is left."""
+    settings = copied_lake(lake, tmp_path / "lake", make_settings)
+    counts = {tables.EVENTS: 5, tables.QUARANTINE: 3, tables.DAILY_USER_ACTIVITY: 4}
+    plan = ForgetPlan("died", datetime(2024, 6, 1, tzinfo=UTC), "dpo@example.org", USER, counts, 3, 3, 9)
+    append_records(spark, settings, tables.FORGET_PLANS, [plan])
+    with session_conf(spark, {USER_METADATA: TAG + "died"}):
+        DeltaTable.forPath(spark, tables.table_path(settings, tables.EVENTS)).delete(F.col("user_id") == USER)
+    other = forget(settings, "other-2")
+    [died] = [row for row in table(spark, settings, tables.FORGET_REQUESTS).collect() if row["request_id"] == "died"]
+    assert (died["rows_removed"], died["days_rebuilt"], died["landing_files_rewritten"]) == (counts, 3, 3)
+    assert (died["landing_lines_removed"], died["requested_by"]) == (9, "dpo@example.org")
+    assert other["request_id"] != "died" and other["rows_removed"][tables.EVENTS] == 2  # o-2 and o-4
+    assert table(spark, settings, tables.EVENTS).where(F.col("user_id").isin(USER, "other-2")).count() == 0
+    assert table(spark, settings, tables.FORGET_PLANS).count() == 0
     assert len(_files_mentioning(Path(settings.lake.root), TRACE)) == 2, "the other user's event naming them only"
 
 

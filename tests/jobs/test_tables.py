@@ -21,9 +21,9 @@ def test_written_tables_have_the_catalogues_schema_and_partitions(
             stored = spark.read.format("delta").load(path)
             partitions = DeltaTable.forPath(spark, path).detail().first()["partitionColumns"]
             written[entry.name] = ([(f.name, f.dataType.simpleString()) for f in stored.schema], tuple(partitions))
-    # What ingest, aggregate and the checks of a served lake write: all but forget-user's requests (there once a test
-    # forgot a user on it).
-    assert set(written) >= {entry.name for entry in tables.CATALOGUE} - {tables.FORGET_REQUESTS}
+    # What ingest, aggregate and the checks of a served lake write: all but forget-user's plans and requests (there
+    # once a test forgot a user on it).
+    assert set(written) >= {entry.name for entry in tables.CATALOGUE} - {tables.FORGET_REQUESTS, tables.FORGET_PLANS}
     for name, (columns, partitions) in written.items():
         entry = tables.table(name)
         declared = spark.createDataFrame([], entry.schema).schema
