@@ -19,6 +19,8 @@ RUNTIME = [
 ]
 
 DEV = [
+    # tests/test_docker_trino.py writes Trino's password file as docker/'s trino-passwords does (bcrypt, cost 10).
+    "bcrypt",
     "chispa",
     "duckdb",
     # tests/test_docker.py validates docker/compose.yaml against the Compose schema (pinned by constraints.txt).

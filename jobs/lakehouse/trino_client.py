@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+import requests
 import trino.auth
 import trino.dbapi
 from requests import RequestException
@@ -113,7 +114,23 @@ def connect(settings: Settings, user: str | None = None) -> trino.dbapi.Connecti
     auth = trino.auth.BasicAuthentication(config.user, password) if password else None
     return trino.dbapi.connect(host=config.host, port=config.port, user=user or config.user, catalog=CATALOG,
                                source="lakehouse", http_scheme=config.http_scheme, auth=auth,
-                               verify=config.verify)  # fmt: skip
+                               http_session=http_session(config.verify))  # fmt: skip
+
+
+class _Verifying(requests.Session):
+    """A session whose `verify` wins over REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE, which requests otherwise prefers to
+    a session's own (so a configured certificate was silently ignored wherever those are set)."""
+
+    def merge_environment_settings(self, *args: object, **kwargs: object) -> dict:
+        return {**super().merge_environment_settings(*args, **kwargs), "verify": self.verify}
+
+
+def http_session(verify: bool | str) -> requests.Session:
+    """The HTTP session of a Trino client checking the server's certificate as `trino.verify` says: True, the system's
+    CAs (or the bundle the environment names); a path, that certificate or bundle only; False, no check."""
+    session = requests.Session() if verify is True else _Verifying()
+    session.verify = verify
+    return session
 
 
 def url(config: TrinoSettings) -> str:

@@ -25,8 +25,9 @@ from lakehouse.trino_client import ANALYST, BI, CATALOG, LAKE, query, url
 
 # The file metastore, under the lake root so that it travels with the tables it describes.
 METASTORE = "_trino_metastore"
-# The catalog's only connector: the other plugins would only slow the start down and take memory.
-KEEP_PLUGINS = ("delta-lake",)
+# The catalog's only connector, and the file password authenticator (HTTPS with passwords, as docker/ runs it): the
+# other plugins would only slow the start down and take memory.
+KEEP_PLUGINS = ("delta-lake", "password-authenticators")
 NOT_RUNNING = 3  # the launcher's exit code for `status` when no server runs
 ACTIVE_NODES = "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'"
 
@@ -123,7 +124,9 @@ def stop(settings: Settings) -> int | None:
 def install(settings: Settings) -> Path:
     """The server of the configured version, fetched through Maven (into `trino.home`) and unpacked on first use."""
     server = _paths(settings).server
-    if not (server / "bin" / "launcher").is_file():
+    if not _complete(server):
+        # An install from before a plugin joined KEEP_PLUGINS is made again (from Maven's copy, no download).
+        shutil.rmtree(server, ignore_errors=True)
         tarball = _download(settings.trino)
         try:
             _unpack(tarball, server)
@@ -137,6 +140,10 @@ def install(settings: Settings) -> Path:
         except OSError as exc:
             raise LakehouseError(f"cannot unpack Trino into {server}: {exc.strerror} ({exc.filename})") from None
     return server
+
+
+def _complete(server: Path) -> bool:
+    return (server / "bin" / "launcher").is_file() and all((server / "plugin" / name).is_dir() for name in KEEP_PLUGINS)
 
 
 def location(settings: Settings, name: str) -> str:
