@@ -61,13 +61,14 @@ REQUIRED = (  # DESIGN §1, in order: a path and what a well-typed value there l
 )
 
 
-def first_failure(raw: bytes, now_ms: int) -> str | None:
-    """The DESIGN §1 reason of a non-blank line (BOM and CR already removed); None when the event is valid."""
+def first_failure(raw: bytes, now_ms: int, max_line_bytes: int = MIB) -> str | None:
+    """The DESIGN §1 reason of a non-blank line (BOM and CR already removed), under a limit of `max_line_bytes` per
+    line; None when the event is valid."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return "not_utf8"
-    if len(raw) > MIB:
+    if len(raw) > max_line_bytes:
         return "too_large"
     try:
         doc = json.loads(text, parse_constant=_reject_constant)

@@ -111,6 +111,8 @@ class IngestSettings(_Section):
     user_id_paths: tuple[str, ...] = ("data.attributes.user_id", "meta.user_id")
     country_paths: tuple[str, ...] = ("data.attributes.country", "meta.country")
     max_batch_bytes: int = Field(default=1024**3, ge=1)
+    max_batch_files: int = Field(default=100_000, ge=1)
+    max_file_expanded_bytes: int = Field(default=16 * 1024**3, ge=1)
     dedup_window_days: int = Field(default=7, ge=0, le=366)
     settle_seconds: int = Field(default=2, ge=0, le=3600)
 

@@ -44,7 +44,8 @@ class Rules:
 
 def classify(lines: DataFrame, rules: Rules) -> DataFrame:
     """Lines (`value` as read, plus any passthrough columns) → non-blank lines with `reason` (null when valid),
-    `raw` (of rejected lines: the line, base64 when not UTF-8) and the parsed event columns (of valid lines)."""
+    `raw` (of rejected lines: the line, base64 when not UTF-8; at most its first `max_line_bytes` characters, bytes
+    when not UTF-8, so a `too_large` line is kept as a prefix) and the parsed event columns (of valid lines)."""
     value = F.col("value")
     text = without_bom(value)
     parsed = (
@@ -64,7 +65,7 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
     return with_reason.select(
         *[c for c in lines.columns if c != "value"],
         "reason",
-        F.when(~valid, F.when(F.col("_utf8"), value).otherwise(F.base64(value.cast("binary")))).alias("raw"),
+        F.when(~valid, _prefix(value, rules.max_line_bytes)).alias("raw"),
         F.when(valid, _scalar("_id", "string")).alias("event_id"),
         F.when(valid, _scalar("_type", "string")).alias("event_type"),
         F.when(valid, F.timestamp_millis(_scalar("_created", "bigint"))).alias("event_ts"),
@@ -74,6 +75,12 @@ def classify(lines: DataFrame, rules: Rules) -> DataFrame:
         F.when(valid, F.to_json(_get("data.attributes"))).alias("attributes"),
         F.when(valid, F.to_json(_get("meta"))).alias("meta"),
     )
+
+
+def _prefix(value: Column, length: int) -> Column:
+    """The first `length` characters of a UTF-8 line, else base64 of its first `length` bytes."""
+    as_bytes = F.base64(F.substring(value.cast("binary"), 1, length))
+    return F.when(F.col("_utf8"), F.substring(value, 1, length)).otherwise(as_bytes)
 
 
 def one_json_value(text: Column) -> Column:

@@ -21,7 +21,16 @@ from lakehouse.config import Settings
 from lakehouse.contract import Rules, classify
 from lakehouse.dedup import first_copies, unseen
 from lakehouse.gx_suites import Scope, check, import_gx_meanwhile, parameters, quarantine_share, record_validation
-from lakehouse.landing import changed, list_landing, number_lines, read_lines, unsettled
+from lakehouse.landing import (
+    changed,
+    list_landing,
+    number_lines,
+    read_guard,
+    read_lines,
+    remove_staging,
+    screen,
+    unsettled,
+)
 from lakehouse.records import IngestPlan, IngestRun, LandingFile
 from lakehouse.session import spark_session
 from lakehouse.state import INGEST
@@ -33,6 +42,8 @@ INDEXER_ID = "lakehouse-ingest-index"
 # The batch number of ids indexed from `events` rather than by their batch.
 INDEXED_FROM_EVENTS = 0
 UNREADABLE = "unreadable_file"
+# Where a batch's copies of landed files with over-long lines go (`landing.screen`), under the lake root.
+STAGING = "_staging/ingest"
 # Causes of a failed read that may pass (the storage was briefly unreachable): the batch fails and is retried by the
 # next run, rather than setting the file aside.
 TRANSIENT = (
@@ -117,7 +128,7 @@ def _next_batch(spark: SparkSession, settings: Settings) -> Next | None:
         run_id=str(uuid.uuid4()),
         started_at=datetime.now(UTC).replace(microsecond=0),
         events_version=peek_version(settings, tables.EVENTS),
-        files=tuple(_fill(new, settings.ingest.max_batch_bytes)),
+        files=tuple(_fill(new, settings.ingest.max_batch_bytes, settings.ingest.max_batch_files)),
     )
     # `modified` came after the first plans: a lake planned before gets the field with this plan.
     append_records(spark, settings, tables.INGEST_BATCHES, [batch], txn=(PLANNER_ID, batch.batch), new_columns=True)
@@ -144,11 +155,11 @@ def _settled(spark: SparkSession, settings: Settings, files: list[LandingFile]) 
     return [f for f in files if f.path not in moved]
 
 
-def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
-    """The first files that fit in `max_bytes` (always at least one)."""
+def _fill(files: list[LandingFile], max_bytes: int, max_files: int) -> list[LandingFile]:
+    """The first files that fit in `max_bytes` and `max_files` (always at least one)."""
     taken, total = [], 0
     for landed in files:
-        if taken and total + landed.size > max_bytes:
+        if taken and (total + landed.size > max_bytes or len(taken) == max_files):
             break
         taken.append(landed)
         total += landed.size
@@ -157,34 +168,47 @@ def _fill(files: list[LandingFile], max_bytes: int) -> list[LandingFile]:
 
 def _run(spark: SparkSession, settings: Settings, batch: IngestPlan) -> dict:
     started = time.monotonic()
-    classified, set_aside, deferred = _read(spark, settings, batch)
+    # A folder of this run's own: another run finishing the same batch meanwhile writes its copies elsewhere.
+    staging = tables.table_path(settings, f"{STAGING}/batch-{batch.batch}-{uuid.uuid4()}")
     try:
-        summary = _commit(spark, settings, batch, classified, set_aside, deferred)
-        return {**summary, "seconds": round(time.monotonic() - started, 3)}
+        classified, set_aside, deferred = _read(spark, settings, batch, staging)
+        try:
+            summary = _commit(spark, settings, batch, classified, set_aside, deferred)
+            return {**summary, "seconds": round(time.monotonic() - started, 3)}
+        finally:
+            classified.unpersist()
     finally:
-        classified.unpersist()
+        remove_staging(spark, staging)
 
 
-def _read(spark: SparkSession, settings: Settings, batch: IngestPlan) -> tuple[DataFrame, dict[str, str], list[str]]:
-    """The batch's lines, classified and read once (persisted); the files that cannot be read (set aside: path and
-    error), and those that changed since the batch was planned (deferred to a later batch, unread). A transient
-    error fails the batch, which the next run retries."""
+def _read(
+    spark: SparkSession, settings: Settings, batch: IngestPlan, staging: str
+) -> tuple[DataFrame, dict[str, str], list[str]]:
+    """The batch's lines, classified and read once (persisted); the files that cannot be read or expand beyond
+    `ingest.max_file_expanded_bytes` (set aside: path and error), and those that changed since the batch was planned
+    (deferred to a later batch, unread). Files with lines too long for Spark to hold are read as copies with those
+    lines cut (`landing.screen`). A transient error fails the batch, which the next run retries."""
     rules = Rules.for_batch(settings.ingest, batch.started_at)
-    readable, set_aside, deferred = list(batch.files), {}, []
+    limits = settings.ingest
+    screened = screen(spark, list(batch.files), limits.max_line_bytes, limits.max_file_expanded_bytes, staging)
+    set_aside, deferred = dict(screened.set_aside), []
+    readable = [f for f in batch.files if f.path not in set_aside]
     while True:
         classified = None
+        read_as = [screened.read_as.get(f.path, f) for f in readable]
         try:
             # A file gone before the read fails here already; one that cannot be read, at the count.
-            classified = classify(number_lines(read_lines(spark, readable)), rules)
+            lines = read_lines(spark, read_as, read_guard(limits.max_line_bytes))
+            classified = classify(number_lines(lines), rules)
             classified.persist(StorageLevel.MEMORY_AND_DISK).count()
         except (Py4JJavaError, PySparkException) as exc:
             if classified is not None:
                 classified.unpersist()
-            culprit, error = _unreadable(exc, readable)
+            culprit, error = _unreadable(exc, read_as)
             if culprit is None:
                 raise
             set_aside[culprit.path] = error
-            readable.remove(culprit)
+            readable = [f for f in readable if f.path != culprit.path]
             continue
         moved = changed(readable, _landed(spark, settings))
         if not moved:
