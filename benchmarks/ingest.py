@@ -1,7 +1,8 @@
 """Ingest: the real `lakehouse ingest` (JVM start, validation, dedup, GX checks and Delta commits included) against
 DuckDB turning the same JSON-lines files into Parquet; the GX checks of the batch (ingest runs both suites over the rows
 it holds, `check_seconds`) as a share of the ingest, and the gate after it (`lakehouse validate events`, which takes
-those checks over); the peak memory of the ingest's process tree (PSS of driver and JVM) at two batch sizes.
+those checks over); the peak memory of the ingest's process tree (PSS of driver and JVM) at two batch sizes; the cost
+of the dedup window (a day's batch into a lake of 14 earlier days, `ingest.dedup_window_days` 7 against 0).
 Usage: .venv/bin/python benchmarks/ingest.py [--events N] [--memory-events M] [--days D] [--repeat R] [--work DIR]
 [--keep] [--json PATH]; prints a table, then all figures as one JSON line."""
 
@@ -12,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -43,6 +44,8 @@ INGEST, BATCH, VALIDATE = "lakehouse ingest (wall)", "lakehouse ingest (batch se
 CHECKS = "GX checks in ingest (check seconds)"
 MEMORY = "memory"
 REFERENCE, PARTITIONED = "DuckDB -> 1 Parquet file", "DuckDB -> Parquet, partitioned"
+# The dedup window's measurement: the days of events already in the lake, and the windows compared.
+HISTORY_DAYS, WINDOW, NO_WINDOW = 14, 7, 0
 # The `events` columns DuckDB can derive without the contract's checks, so that both write comparable rows.
 EVENT_COLUMNS_SQL = """
     data->>'$.id' AS event_id,
@@ -171,6 +174,34 @@ def size_runs(work: Path, events: int, args: argparse.Namespace, validate: bool)
             "generate_seconds": round(generate_seconds, 3), "duckdb_rows": duckdb_rows, "runs": runs}  # fmt: skip
 
 
+def dedup_window_runs(work: Path, events: int, repeat: int) -> dict[int, list[float]]:
+    """A day's batch of `events` ingested into a lake already holding HISTORY_DAYS days before it (as many events
+    again), with the dedup window at WINDOW days and at NO_WINDOW (the batch's own dates only), in turns on copies of
+    the same lake: the batch's own seconds per window. Every run must find the day's events all new."""
+    history, day, base = work / "dedup-history", work / "dedup-day", work / "dedup-base"
+    generate(history, events, days=HISTORY_DAYS, start=START, seed=11)
+    expected = generate(day, events, days=1, start=START + timedelta(days=HISTORY_DAYS), dup_rate=0.02, seed=12)
+    land(history, base / "lake")
+    lakehouse(lake_env(base), "ingest")
+    runs: dict[int, list[float]] = {WINDOW: [], NO_WINDOW: []}
+    for _ in range(repeat):
+        for window in runs:
+            run = work / "dedup-run"
+            shutil.rmtree(run, ignore_errors=True)
+            shutil.copytree(base / "lake", run / "lake")
+            land(day, run / "lake")
+            env = lake_env(run) | {"LAKEHOUSE__INGEST__DEDUP_WINDOW_DAYS": str(window)}
+            summaries = lakehouse(env, "ingest").json_lines()
+            if errors := reconciliation_errors(summaries, expected):
+                raise BenchmarkError(f"window {window}: the day's batch does not reconcile:\n  " + "\n  ".join(errors))
+            runs[window].append(sum(s["seconds"] for s in summaries))
+    print(f"dedup window: {WINDOW} days {spread(runs[WINDOW])} s, {NO_WINDOW} days {spread(runs[NO_WINDOW])} s "
+          f"(batch seconds, {events:,} events into {HISTORY_DAYS} days of {events:,})", flush=True)  # fmt: skip
+    for folder in (history, day, base, work / "dedup-run"):
+        shutil.rmtree(folder, ignore_errors=True)
+    return runs
+
+
 def startup_runs(work: Path, repeat: int) -> dict[str, list[float]]:
     """`lakehouse ingest` with nothing landed, `repeat` times: what every command pays before any work (Python and
     JVM start, Spark session, Delta), in seconds and peak memory."""
@@ -192,9 +223,9 @@ def rates(size: dict, name: str, cores: int) -> tuple[list[float], list[float]]:
     return [size["events"] / s / cores for s in seconds], [size["input_mb"] / s / cores for s in seconds]
 
 
-def figures(sizes: list[dict], cores: int) -> list[dict]:
-    """The RESULTS.md rows: throughput at each size, validation share, memory growth from the first size to the
-    second."""
+def figures(sizes: list[dict], cores: int, dedup: dict[int, list[float]]) -> list[dict]:
+    """The RESULTS.md rows: throughput at each size, validation share, the dedup window's cost, memory growth from
+    the first size to the second."""
     rows = []
     for size in sizes:
         ingest_events, ingest_mb = rates(size, INGEST, cores)
@@ -211,6 +242,11 @@ def figures(sizes: list[dict], cores: int) -> list[dict]:
     rows.append(figure(f"GX validation of a {first['events']:,}-event batch (both suites, inside ingest)", "s",
                        first["runs"][CHECKS], "`lakehouse ingest` of the same batch", first["runs"][INGEST],
                        f"≤ {MAX_VALIDATION_SHARE:.0%} of reference", share <= MAX_VALIDATION_SHARE, share))  # fmt: skip
+    if dedup:
+        cost = median(dedup[WINDOW]) / median(dedup[NO_WINDOW])
+        rows.append(figure(f"dedup window {WINDOW} days, a {first['events']:,}-event day into {HISTORY_DAYS} days",
+                           "s (batch)", dedup[WINDOW], f"the same batch, window {NO_WINDOW} (its own dates)",
+                           dedup[NO_WINDOW], "reported (no target)", None, cost))  # fmt: skip
     if len(sizes) > 1:
         growth = median(sizes[1]["runs"][MEMORY]) / median(first["runs"][MEMORY])
         rows.append(figure(f"ingest peak memory (PSS: driver + JVM), {sizes[1]['events']:,} events", "MiB",
@@ -238,6 +274,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
     cores, load = os.cpu_count() or 1, os.getloadavg()[0]
     startup = startup_runs(work, args.repeat)
     sizes = [size_runs(work, args.events, args, validate=True)]
+    dedup = dedup_window_runs(work, args.events, args.repeat)
     if args.memory_events:
         sizes.append(size_runs(work, args.memory_events, args, validate=False))
     notes = table(sizes, cores) + [
@@ -250,7 +287,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
     print("\n".join(notes))
     return {"benchmark": "ingest", "cores": cores, "memory_gib": round(memory_gib(), 1), "load_1min": round(load, 1),
             "days": args.days, "repeat": args.repeat, "startup": startup, "sizes": sizes,
-            "figures": figures(sizes, cores), "notes": notes}  # fmt: skip
+            "dedup_window": dedup, "figures": figures(sizes, cores, dedup), "notes": notes}  # fmt: skip
 
 
 def main() -> int:
