@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +17,10 @@ from typing import NoReturn
 from lakehouse.config import DEFAULT_CONF, Settings, load_settings
 from lakehouse.errors import LakehouseError
 from lakehouse.writer_lock import WRITERS, writer_lock
+
+# `ingest --watch`: the default seconds between looks at landing, and between two heartbeats on stderr.
+WATCH_INTERVAL = 5.0
+HEARTBEAT_SECONDS = 60
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +43,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -42,7 +57,7 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
-for _type, _name in ((_positive, "a whole number"), (_rate, "a rate"), (_day, "a date")):
+for _type, _name in ((_positive, "a whole number"), (_rate, "a rate"), (_day, "a date"), (_seconds, "seconds")):
     _type.__name__ = _name
 
 
@@ -64,7 +79,11 @@ def _parser() -> _Parser:
     generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     generate.add_argument("--gzip", action="store_true", help="write .jsonl.gz files")
 
-    commands.add_parser("ingest", parents=[common], help="landing files → events, quarantine, ingest_runs")
+    ingest = commands.add_parser("ingest", parents=[common], help="landing files → events, quarantine, ingest_runs")
+    ingest.add_argument("--watch", action="store_true", help="keep running: ingest files as they land, in one warm "
+                        "Spark session, until SIGTERM or SIGINT (which let the running batch end)")  # fmt: skip
+    ingest.add_argument("--interval", type=_seconds, help=f"with --watch: seconds between looks at landing "
+                        f"(default {WATCH_INTERVAL:g})")  # fmt: skip
     aggregate = commands.add_parser("aggregate", parents=[common], help="events → the daily gold tables")
     days = aggregate.add_mutually_exclusive_group()
     days.add_argument("--date", type=_day, help="rebuild this day (default: days ingest touched since the last run)")
@@ -130,16 +149,49 @@ def _generate(args: argparse.Namespace, _settings: Settings) -> None:
     )
 
 
-def _ingest(_args: argparse.Namespace, settings: Settings) -> None:
+def _ingest(args: argparse.Namespace, settings: Settings) -> None:
     from lakehouse.ingest import ingest
 
+    if args.interval is not None and not args.watch:
+        raise LakehouseError("--interval goes with --watch")
+    if args.watch:
+        _watch(settings, WATCH_INTERVAL if args.interval is None else args.interval)
+        return
     for summary in ingest(settings):
-        print(json.dumps(summary), flush=True)
-        for path, error in summary.get("set_aside", {}).items():
-            print(f"lakehouse: warning: landing file {path} set aside (unreadable_file): {error}", file=sys.stderr)
-        for path in summary.get("deferred", []):
-            print(f"lakehouse: warning: landing file {path} changed since it was planned: left for the next batch",
-                  file=sys.stderr)  # fmt: skip
+        _print_batch(summary)
+
+
+def _print_batch(summary: dict) -> None:
+    print(json.dumps(summary), flush=True)
+    for path, error in summary.get("set_aside", {}).items():
+        print(f"lakehouse: warning: landing file {path} set aside (unreadable_file): {error}", file=sys.stderr)
+    for path in summary.get("deferred", []):
+        print(f"lakehouse: warning: landing file {path} changed since it was planned: left for the next batch",
+              file=sys.stderr)  # fmt: skip
+
+
+def _watch(settings: Settings, interval: float) -> None:
+    """`ingest --watch`: a batch's summary on stdout as it ends; on stderr a heartbeat at the first idle look and at
+    most every HEARTBEAT_SECONDS after; SIGTERM and SIGINT stop it between batches."""
+    from lakehouse.ingest import watch
+    from lakehouse.session import spark_session
+
+    # Started before the handlers: pyspark sets a SIGINT handler of its own (cancel every job) as it starts.
+    spark_session(settings)
+    stopping = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stopping.set())
+    batches, events, beat = 0, 0, None
+    print(f"lakehouse: watching {settings.lake.root}/landing every {interval:g} s", file=sys.stderr, flush=True)
+    for summary in watch(settings, interval, stopping, lambda: writer_lock(settings, "lakehouse ingest --watch")):
+        if summary is not None:
+            _print_batch(summary)
+            batches, events = batches + 1, events + summary["valid"]
+        elif beat is None or time.monotonic() - beat >= HEARTBEAT_SECONDS:
+            beat = time.monotonic()
+            print(f"lakehouse: watching: {batches} batches, {events} events since start; "
+                  f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} idle", file=sys.stderr, flush=True)  # fmt: skip
+    print(f"lakehouse: stopped watching after {batches} batches, {events} events", file=sys.stderr, flush=True)
 
 
 def _aggregate(args: argparse.Namespace, settings: Settings) -> None:
@@ -220,7 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(args.conf)
-        with writer_lock(settings, f"lakehouse {args.command}") if args.command in WRITERS else nullcontext():
+        # A watcher takes the lock for each look at landing instead, so other writers get their turns.
+        locked = args.command in WRITERS and not getattr(args, "watch", False)
+        with writer_lock(settings, f"lakehouse {args.command}") if locked else nullcontext():
             _COMMANDS[args.command](args, settings)
     except LakehouseError as exc:
         print(f"lakehouse: error: {exc}", file=sys.stderr)

@@ -4,8 +4,11 @@ planned first, its commits idempotent, so an interrupted batch is finished by th
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -90,13 +93,35 @@ def ingest(settings: Settings) -> list[dict]:
     Another run working at the same time makes Delta refuse a commit: the batch is then planned again, which
     picks up whatever the other run committed, so neither duplicates nor loses anything.
     """
+    return list(batches(settings)) or [_NOTHING.summary()]
+
+
+def batches(settings: Settings) -> Iterator[dict]:
+    """`ingest`'s batches, each summary as its batch ends."""
     spark = spark_session(settings)
-    summaries = []
     more = True
     while more and (step := retry_on_conflict(lambda: _ingest_next(spark, settings))) is not None:
         summary, more = step
-        summaries.append(summary)
-    return summaries or [_NOTHING.summary()]
+        yield summary
+
+
+def watch(
+    settings: Settings, interval: float, stopping: threading.Event, hold: Callable[[], AbstractContextManager]
+) -> Iterator[dict | None]:
+    """Ingests files as they land, in this process's one Spark session, until `stopping` is set (looked at between
+    batches): each batch's summary as it ends, and None after a look at landing that found nothing. `hold` is held
+    while a look's batches run (the lake's writer lock), and released between looks."""
+    while not stopping.is_set():
+        found = False
+        with hold():
+            for summary in batches(settings):
+                found = True
+                yield summary
+                if stopping.is_set():
+                    return
+        if not found:
+            yield None
+        stopping.wait(interval)
 
 
 def id_rows(events: DataFrame, batch: int) -> DataFrame:

@@ -48,6 +48,8 @@ def lakehouse(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -
         (["forget-user", ""], {}, "lakehouse: error: USER_ID must not be empty"),
         (["forget-user", "u1\r\n"], {}, "lakehouse: error: USER_ID must not hold control characters"),
         (["maintain"], {"LAKEHOUSE__MAINTENANCE__VACUUM_RETENTION_HOURS": "24"}, "greater than or equal to 168"),
+        (["ingest", "--interval", "3"], {}, "lakehouse: error: --interval goes with --watch"),
+        (["ingest", "--watch", "--interval", "0"], {}, "argument --interval: must be a number of seconds above 0"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(cli_env, args: list[str], extra_env: dict, message: str) -> None:
