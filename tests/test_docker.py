@@ -32,6 +32,7 @@ COMPOSE = DOCKER / "compose.yaml"
 SERVICES = {
     "minio", "minio-init", "postgres", "spark-master", "spark-worker", "trino", "trino-tls", "trino-passwords",
     "airflow-init", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+    "ingest-watch",
 }  # fmt: skip
 VARIABLE = re.compile(r"\$\{(\w+)(?::?[?-][^}]*)?\}")
 # tests/compose_spec/README.md: where the schema comes from, its licence.
