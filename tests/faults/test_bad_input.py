@@ -27,9 +27,9 @@ from tests.oracle import MAX_DEPTH, MAX_NUMBER_DIGITS, first_failure
 
 pytestmark = pytest.mark.slow
 
-RULE_LINES = int(os.environ.get("FAULTS_RULE_LINES", "10000"))
+RULE_LINES = int(os.environ.get("FAULTS_RULE_LINES", "3000"))
 LONG_LINE_BYTES = int(os.environ.get("FAULTS_LONG_LINE_BYTES", str(24 * 1024**2)))
-TINY_FILES = int(os.environ.get("FAULTS_TINY_FILES", "500"))
+TINY_FILES = int(os.environ.get("FAULTS_TINY_FILES", "200"))
 MAX_LINE_BYTES = 2000
 DAY = datetime(2024, 3, 1, 10, tzinfo=UTC)
 DAY_MS = int(DAY.timestamp() * 1000)
