@@ -58,9 +58,10 @@ def test_ingest_killed_after_its_events_and_id_commits(lakes: trials.Lakes, seed
     killed(lakes, ref, tmp_path, seed, [{"after_marks": 2}, {"after_marks": 4}])
 
 
-@pytest.mark.parametrize(("name", "moments", "marks"), [("aggregate", 1, 0), ("maintain", 0, 1)])
+# maintain (after a random one of its 18 commits) is killed by benchmarks/faults.py only: the suite's time on 2 cores.
+@pytest.mark.parametrize(("name", "moments", "marks"), [("aggregate", 1, 0)])
 def test_killed_at_random(name: str, moments: int, marks: int, lakes: trials.Lakes, seed: int, tmp_path: Path) -> None:
-    """At a moment drawn at random (aggregate), after a commit drawn at random (maintain, of its 18)."""
+    """At a moment drawn at random over its run."""
     ref = reference(lakes, name, tmp_path)
     kills = trials.planned_kills(ref, random.Random(f"{seed}-{name}"), False, moments, marks)
     killed(lakes, ref, tmp_path, seed, kills)
