@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,9 +43,10 @@ def parsed_args() -> argparse.Namespace:
 
 
 def planned(refs: dict[str, trials.Reference], total: int, rng: random.Random) -> dict[str, list[dict]]:
-    """`total` kills: after each commit of each command when they fit, the rest shared evenly among the commands,
+    """`total` kills: after each commit of each command and during the first write of each table it creates, when
+    they fit, the rest shared evenly among the commands,
     alternately at a random moment and after a random commit."""
-    every = sum(len(ref.marks) for ref in refs.values()) <= total
+    every = sum(len(ref.marks) + len(trials.created(ref)) for ref in refs.values()) <= total
     kills = {name: trials.planned_kills(ref, rng, every, 0) for name, ref in refs.items()}
     left = total - sum(map(len, kills.values()))
     for number in range(left):
@@ -95,14 +97,19 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
     for name, planned_kills in kills.items():
         for number, kill in enumerate(planned_kills):
             clock = time.monotonic()
-            trial = trials.kill_trial(refs[name], work / "trial", lakes.expected(refs[name].base), **kill)
+            # A folder per trial: the re-runs share one Spark session, which keeps each path's Delta log cached; a
+            # table rebuilt under the same path would be taken for the one the trial before built there.
+            folder = work / "trials" / f"{name}-{number}"
+            trial = trials.kill_trial(refs[name], folder, lakes.expected(refs[name].base), **kill)
+            if not (trial.problems or trial.lost or trial.duplicated):
+                shutil.rmtree(folder)
             done[name].append(trial)
             print(f"{name} {number + 1}/{len(planned_kills)}: {trial.aim}, reached {trial.reached} ({trial.point}), "
                   f"killed {trial.killed}, lost {trial.lost}, duplicated {trial.duplicated}, re-run "
                   f"{trial.rerun_seconds:.1f} s, trial {time.monotonic() - clock:.0f} s"
                   + "".join(f"\n  {problem}" for problem in trial.problems), flush=True)  # fmt: skip
-    cells = [trials.run_pair(lakes, pair, work / "pair" / "-".join(pair))
-             for pair in trials.PAIRS for _ in range(args.pair_repeat)]  # fmt: skip
+    cells = [trials.run_pair(lakes, pair, work / "pair" / f"{'-'.join(pair)}-{repeat}")
+             for pair in trials.PAIRS for repeat in range(args.pair_repeat)]  # fmt: skip
     notes = (
         kill_rows(done, refs)
         + cell_rows(cells)

@@ -205,11 +205,14 @@ class Mark:
 
 class Watcher:
     """Polls the lake's `_delta_log/` folders (and, with `landing`, the landing files) every POLL_SECONDS while a
-    command runs; keeps every new commit it sees, read at once (forget-user's purge deletes old log entries), and
-    runs `at_count(n)` each time n marks have been seen."""
+    command runs; keeps every new commit it sees, read at once (forget-user's purge deletes old log entries), runs
+    `at_count(n)` each time n marks have been seen, and `at_begun()` once table `begun`'s first write has begun: its
+    `_delta_log/` is there (Delta makes it before writing any data file), without a commit yet."""
 
-    def __init__(self, root: Path, landing: bool, at_count: Callable[[int], None] | None = None) -> None:
+    def __init__(self, root: Path, landing: bool, at_count: Callable[[int], None] | None = None,
+                 begun: str | None = None, at_begun: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.root, self.landing, self.at_count = root, landing, at_count
+        self.begun, self.at_begun = begun, at_begun
         self.logs = {name: root / name / "_delta_log" for name in (table.name for table in tables.CATALOGUE)}
         self.seen: set[tuple[str, str]] = set(self._commits())
         self.files = self._landing() if landing else {}
@@ -244,6 +247,10 @@ class Watcher:
             self.files = now
         if self.at_count and len(self.marks) > before:
             self.at_count(len(self.marks))
+        if self.begun and self.at_begun and self.logs[self.begun].is_dir():
+            if not any(table == self.begun for table, _ in self.seen):
+                self.at_begun()
+                self.at_begun = None
 
     def _commits(self) -> list[tuple[str, str]]:
         found = []
@@ -341,9 +348,10 @@ def kill_group(process: subprocess.Popen) -> None:
 
 
 def run(cmd: Command, root: Path, after_marks: int | None = None, after_first: float | None = None,
-        tag: str | None = None) -> Ran:  # fmt: skip
+        tag: str | None = None, begun: str | None = None) -> Ran:  # fmt: skip
     """Runs `cmd` as a process on the lake at `root`, killing its process group right after its `after_marks`-th
-    mark, or `after_first` seconds after its first (neither: uninterrupted)."""
+    mark, `after_first` seconds after its first, or once the first write of table `begun` has begun (none of them:
+    uninterrupted)."""
     running: list[subprocess.Popen] = []
     fired, first = threading.Event(), threading.Event()
 
@@ -353,7 +361,11 @@ def run(cmd: Command, root: Path, after_marks: int | None = None, after_first: f
             fired.set()
             kill_group(running[0])
 
-    with Watcher(root, cmd.name == "forget-user", at_count) as watcher:
+    def at_begun() -> None:
+        if running and running[0].poll() is None:
+            kill_group(running[0])
+
+    with Watcher(root, cmd.name == "forget-user", at_count, begun, at_begun) as watcher:
         started = time.time()
         process = start(cmd, root, tag)
         running.append(process)
@@ -482,11 +494,12 @@ class Trial:
 
 
 def kill_trial(ref: Reference, work: Path, expected: dict, after_marks: int | None = None,
-               after_first: float | None = None) -> Trial:  # fmt: skip
-    """Kills the command on a fresh copy of its base lake (right after mark `after_marks`, or `after_first` seconds
-    after its first mark), re-runs it in this process, and compares the lake with the reference."""
+               after_first: float | None = None, begun: str | None = None) -> Trial:  # fmt: skip
+    """Kills the command on a fresh copy of its base lake (right after mark `after_marks`, `after_first` seconds
+    after its first mark, or once table `begun`'s first write has begun), re-runs it in this process, and compares
+    the lake with the reference."""
     root = copy_lake(ref.base.root, work / "lake")
-    ran = run(ref.command, root, after_marks, after_first)
+    ran = run(ref.command, root, after_marks, after_first, begun=begun)
     problems = [] if ran.killed or ran.returncode == 0 else [f"exited {ran.returncode}: {ran.stderr[-600:]}"]
     clock = time.monotonic()
     try:
@@ -497,19 +510,27 @@ def kill_trial(ref: Reference, work: Path, expected: dict, after_marks: int | No
     found = contents(root)
     ids, wanted = event_ids(found), event_ids(ref.contents)
     problems += differences(found, ref.contents) + accounting_errors(root, expected)
-    aim = f"after mark {after_marks}" if after_marks is not None else f"{after_first:.2f} s after its first mark"
+    aim = (f"after mark {after_marks}" if after_marks is not None else f"as {begun}'s first write began" if begun
+           else f"{after_first:.2f} s after its first mark")  # fmt: skip
     point = ran.marks[-1].label() if ran.marks else "before any commit"
     return Trial(ref.command.name, aim, len(ran.marks), point, ran.killed, sum((wanted - ids).values()),
                  sum((ids - wanted).values()), problems, rerun, leftovers(root))  # fmt: skip
 
 
+def created(ref: Reference) -> list[str]:
+    """The tables the reference run created (their first commit is its)."""
+    return [mark.table for mark in ref.marks if mark.table != tables.LANDING and int(mark.name[:20]) == 0]
+
+
 def planned_kills(ref: Reference, rng: random.Random, every_mark: bool, random_moments: int,
                   random_marks: int = 0) -> list[dict]:  # fmt: skip
-    """The kills of one command's trials: after each of the reference's marks (`every_mark`), after `random_marks`
-    of them drawn at random, and `random_moments` at a moment drawn uniformly over the reference's span from its
-    first mark to its end (timed from the killed run's own first mark: JVM start times vary too much with load)."""
+    """The kills of one command's trials: after each of the reference's marks and during the first write of each
+    table it creates (`every_mark`), after `random_marks` of them drawn at random, and `random_moments` at a moment
+    drawn uniformly over the reference's span from its first mark to its end (timed from the killed run's own first
+    mark: JVM start times vary too much with load)."""
     count = len(ref.marks)
     kills = [{"after_marks": k} for k in range(1, count + 1)] if every_mark else []
+    kills += [{"begun": table} for table in created(ref)] if every_mark else []
     kills += [{"after_marks": rng.randint(1, count)} for _ in range(random_marks)]
     kills += [{"after_first": rng.uniform(0, ref.span)} for _ in range(random_moments)]
     return kills
