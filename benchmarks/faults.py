@@ -3,12 +3,13 @@ group) right after each of their commits and at random moments and commits, each
 uninterrupted run; then the concurrency matrix, each pair of commands run at once and compared with the pair run one
 after the other. The trials are tests/faults/trials.py's, which tests/faults runs at CI size.
 Usage: .venv/bin/python benchmarks/faults.py [--trials N] [--seed S] [--events E] [--users U] [--days D]
-[--commands C ...] [--pair-repeat R] [--work DIR] [--keep] [--json PATH]; prints a table per part, then all figures
-as one JSON line."""
+[--commands C ...] [--pair-repeat R] [--work DIR] [--trials-file F] [--keep] [--json PATH]; prints a table per
+part, then all figures as one JSON line."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -35,6 +36,12 @@ def parsed_args() -> argparse.Namespace:
     add("--commands", nargs="+", choices=trials.COMMANDS, default=list(trials.COMMANDS), help="the commands killed")
     add("--pair-repeat", type=int, default=1, help="runs of each cell of the concurrency matrix (default 1; 0: none)")
     add("--work", type=Path, help="work folder, kept (default: a temp folder under benchmarks/out/)")
+    add(
+        "--trials-file",
+        type=Path,
+        help="JSON lines of the trials done: each trial is added as it ends, and those "
+        "the file already holds for the same seed, sizes and commits are not run again (a long run resumed)",
+    )
     add_output_arguments(parser, "keep the default temp work folder")
     args = parser.parse_args()
     if min(args.trials, args.events, args.users, args.days) < 1 or args.pair_repeat < 0:
@@ -81,6 +88,30 @@ def cell_rows(cells: list[trials.Cell]) -> list[str]:
     return lines
 
 
+class Kept:
+    """The trials file: what each trial found, keyed by command and number in the plan, for one seed, size, total and
+    reference (its commits per command: the plan depends on them)."""
+
+    def __init__(self, path: Path | None, run: dict) -> None:
+        self.path, self.run = path, run
+        self.found: dict[tuple[str, int], trials.Trial] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["run"] == run:
+                    self.found[(entry["command"], entry["number"])] = trials.Trial(**entry["trial"])
+            print(f"{path}: {len(self.found)} trials of this plan done before, not run again", flush=True)
+
+    def trial(self, name: str, number: int) -> trials.Trial | None:
+        return self.found.get((name, number))
+
+    def add(self, name: str, number: int, trial: trials.Trial) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as out:
+                out.write(json.dumps({"run": self.run, "command": name, "number": number, "trial": vars(trial)}) + "\n")
+
+
 def benchmark(args: argparse.Namespace, work: Path) -> dict:
     """The references, the kill trials, the matrix; prints and returns the figures."""
     seed = trials.seed_from_environment() if args.seed is None else args.seed
@@ -94,8 +125,13 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
           + ", ".join(f"{name} {len(ref.marks)}" for name, ref in refs.items()), flush=True)  # fmt: skip
     kills = planned(refs, args.trials, random.Random(seed))
     done: dict[str, list[trials.Trial]] = {name: [] for name in refs}
+    kept = Kept(args.trials_file, {"seed": seed, "size": vars(size), "total": args.trials,
+                                   "marks": {name: len(ref.marks) for name, ref in refs.items()}})  # fmt: skip
     for name, planned_kills in kills.items():
         for number, kill in enumerate(planned_kills):
+            if (trial := kept.trial(name, number)) is not None:
+                done[name].append(trial)
+                continue
             clock = time.monotonic()
             # A folder per trial: the re-runs share one Spark session, which keeps each path's Delta log cached; a
             # table rebuilt under the same path would be taken for the one the trial before built there.
@@ -104,6 +140,7 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
             if not (trial.problems or trial.lost or trial.duplicated):
                 shutil.rmtree(folder)
             done[name].append(trial)
+            kept.add(name, number, trial)
             print(f"{name} {number + 1}/{len(planned_kills)}: {trial.aim}, reached {trial.reached} ({trial.point}), "
                   f"killed {trial.killed}, lost {trial.lost}, duplicated {trial.duplicated}, re-run "
                   f"{trial.rerun_seconds:.1f} s, trial {time.monotonic() - clock:.0f} s"
