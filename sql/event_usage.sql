@@ -2,7 +2,8 @@
 -- anonymous events. Totals and exact unique users over any day range (DESIGN §5):
 --   SELECT sum(events) AS events, count(DISTINCT user_id) AS users FROM bi.event_usage
 --   WHERE event_type = 'login' AND country = 'DE' AND event_date BETWEEN DATE '2024-03-01' AND DATE '2024-03-07'
--- Over whole months, bi.monthly_event_usage gives the same answer from one partition per month instead of one per day.
+-- Over whole months, bi.monthly_event_usage gives the same answer from one partition per month instead of one per day;
+-- over any range, read the whole months in between there and the edge days here (README: Asking the gold tables).
 CREATE OR REPLACE VIEW bi.event_usage
 COMMENT 'Events per day, type, country and user (NULL user: anonymous events); sum events, count DISTINCT user_id'
 SECURITY INVOKER AS

@@ -29,6 +29,9 @@ from tests.oracle import audit
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf" / "local.yaml"
 SERVED_START = date(2024, 3, 1)
+# The days the served lake's events fall on: two in a row, and others at the edges of February to May (leap 2024),
+# so that ranges of whole months and of days at their edges both hold events.
+SERVED_DAYS = (date(2024, 2, 29), SERVED_START, SERVED_START + timedelta(days=1), date(2024, 4, 1), date(2024, 5, 31))
 
 
 def test_environ(lake_root: Path) -> dict[str, str]:
@@ -138,12 +141,12 @@ def served_events(served_written: list[dict]) -> list[dict]:
 
 
 def served_lines(count: int, rng: random.Random) -> list[str]:
-    """`count` events over two days (a few hours each, so few partitions): 4 types, 4 countries (of the quality
+    """`count` events over SERVED_DAYS (a few hours each, so few partitions): 4 types, 4 countries (of the quality
     settings' set: ingest's checks pass, so publish serves it) or none, 150 users and a tenth anonymous; then a
     re-sent event and a broken line."""
     lines = []
     for number in range(count):
-        hour = datetime.combine(SERVED_START + timedelta(days=rng.randrange(2)), time(rng.choice((8, 13, 21))))
+        hour = datetime.combine(rng.choice(SERVED_DAYS), time(rng.choice((8, 13, 21))))
         user = None if rng.random() < 0.1 else f"user-{rng.randrange(150)}"
         country = rng.choice(("DE", "FR", "US", "GB", None))
         event_type = rng.choice(("login", "page_viewed", "purchase", "share"))

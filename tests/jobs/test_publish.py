@@ -20,9 +20,10 @@ from lakehouse import tables
 from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.publish import publish
+from lakehouse.questions import usage_query
 from lakehouse.tables import PUBLISHED
 from lakehouse.trino_client import ANALYST, connect, query
-from tests.conftest import REPO, SERVED_START
+from tests.conftest import REPO, SERVED_DAYS, SERVED_START
 from tests.lake import table
 
 pytestmark = pytest.mark.slow
@@ -65,6 +66,28 @@ def test_typical_question_matches_the_oracle(served: tuple[Settings, dict], serv
         cursor.execute(TYPICAL, [event_type, country, first, last])
         chosen = [e for e in located[(event_type, country)] if first <= e["event_date"] <= last]
         assert cursor.fetchall() == [[len(chosen) or None, len(_users(chosen))]]
+
+
+def test_the_question_over_any_range_matches_the_oracle(
+    served: tuple[Settings, dict], served_events: list[dict]
+) -> None:
+    """`questions.usage_query` as `analyst`, for the busiest type and country (and for events without a country),
+    over whole months, from mid-month to mid-month, within one month, across the year and over days without data:
+    the oracle's events and exact distinct users of those days."""
+    settings, _ = served
+    located = _grouped(served_events, "event_type", "country")
+    (event_type, country), _ = min(((key, rows) for key, rows in located.items() if key[1] is not None),
+                                   key=lambda item: (-len(item[1]), item[0]))  # fmt: skip
+    ranges = [(date(2024, 3, 1), date(2024, 4, 30)), (date(2024, 2, 29), date(2024, 4, 1)),
+              (date(2024, 3, 2), date(2024, 5, 31)), (date(2024, 3, 2), date(2024, 3, 31)),
+              (date(2023, 12, 20), date(2024, 6, 5)), (date(2024, 6, 1), date(2024, 6, 30))]  # fmt: skip
+    for kind, where in ((event_type, country), (event_type, None)):
+        for first, last in ranges:
+            chosen = [e for e in located[(kind, where)] if first <= e["event_date"] <= last]
+            rows = query(settings, usage_query(kind, where, first, last), ANALYST).rows
+            assert rows == [(len(chosen), len(_users(chosen)))], (kind, where, first, last)
+    for where in (country, None):  # the data covers every kind of range: each served day has events of both
+        assert {e["event_date"] for e in located[(event_type, where)]} == set(SERVED_DAYS)
 
 
 def test_monthly_usage_matches_the_oracle(served: tuple[Settings, dict], served_events: list[dict]) -> None:

@@ -16,7 +16,7 @@ from lakehouse.config import Settings
 from lakehouse.errors import LakehouseError
 from lakehouse.trino_client import ANALYST, QueryError, Result, query
 from lakehouse.trino_server import start, status, stop
-from tests.conftest import free_port
+from tests.conftest import SERVED_DAYS, free_port
 from tests.conftest import test_environ as environment_for
 from tests.jobs.test_cli import lakehouse
 
@@ -146,7 +146,7 @@ def test_cli_manages_and_queries_the_server(served: tuple[Settings, dict], serve
     per_day = sorted(Counter(event["event_date"] for event in served_events).items())
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == Result(["event_date", "events"], per_day).as_table() + "\n"
-    assert len(per_day) == 2
+    assert len(per_day) == len(SERVED_DAYS)
     published = lakehouse("publish", env=env)
     assert published.returncode == 0 and '"registered": []' in published.stdout, published.stderr
 
