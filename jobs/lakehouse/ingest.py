@@ -30,14 +30,13 @@ from lakehouse.landing import (
     number_lines,
     read_guard,
     read_lines,
-    remove_staging,
     screen,
     unsettled,
 )
 from lakehouse.records import IngestPlan, IngestRun, LandingFile
 from lakehouse.session import spark_session
 from lakehouse.state import INGEST
-from lakehouse.storage import append, append_records, peek_version, read, retry_on_conflict
+from lakehouse.storage import append, append_records, delete_tree, peek_version, read, retry_on_conflict
 
 WRITER_ID = "lakehouse-ingest"
 PLANNER_ID = "lakehouse-ingest-plan"
@@ -203,7 +202,7 @@ def _run(spark: SparkSession, settings: Settings, batch: IngestPlan) -> dict:
         finally:
             classified.unpersist()
     finally:
-        remove_staging(spark, staging)
+        delete_tree(spark, staging)
 
 
 def _read(

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.errors import LakehouseError
 from lakehouse.records import LandingFile
-from lakehouse.storage import folder_exists, list_files
+from lakehouse.storage import folder_exists, list_files, open_read, open_write
 
 _GLOB_CHARS = re.compile(r"([\\{}\[\]*?])")
 # The scan reads a file in chunks of this many bytes (at least one more than ingest.max_line_bytes): a chunk without a
@@ -26,6 +26,8 @@ _MAX_INT = 2**31 - 1
 _BOM = b"\xef\xbb\xbf"
 # What Hadoop's line reader says of a line of 2 GiB or more.
 _TOO_LONG_TO_COUNT = "Too many bytes before newline"
+# The buffer of the line reader `sanitized` runs (Hadoop's default, io.file.buffer.size).
+_LINE_BUFFER = 64 * 1024
 
 
 def list_landing(spark: SparkSession, landing: str, extensions: tuple[str, ...]) -> list[LandingFile]:
@@ -157,25 +159,17 @@ def read_guard(max_line_bytes: int) -> int:
     return 2 * scan_chunk(max_line_bytes) + 4
 
 
-def remove_staging(spark: SparkSession, staging: str) -> None:
-    """Deletes what `screen` wrote under `staging`."""
-    path = spark._jvm.org.apache.hadoop.fs.Path(staging)
-    path.getFileSystem(spark._jsc.hadoopConfiguration()).delete(path, True)
-
-
 def sanitized(spark: SparkSession, landed: LandingFile, max_line_bytes: int, target: str) -> LandingFile:
     """A copy of `landed` at `target` (uncompressed) with the same lines in the same order, each longer than
     `max_line_bytes` (a leading byte-order mark not counted) cut to a prefix (`_cut`) ending in a line feed, every
     other byte as landed: read in its place. Hadoop's own line reader finds the lines, one call per line, while a
     second stream copies the bytes between them JVM-side."""
     jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
-    path = jvm.org.apache.hadoop.fs.Path(target)
-    file_system = path.getFileSystem(conf)
-    lines, source, out = _open(spark, landed.location), _open(spark, landed.location), file_system.create(path, True)
+    lines, source = open_read(spark, landed.location), open_read(spark, landed.location)
+    out, location, uri = open_write(spark, target)
     copy = jvm.org.apache.commons.io.IOUtils
     try:
-        reader, text = jvm.org.apache.hadoop.util.LineReader(lines, conf), jvm.org.apache.hadoop.io.Text()
+        reader, text = jvm.org.apache.hadoop.util.LineReader(lines, _LINE_BUFFER), jvm.org.apache.hadoop.io.Text()
         at = copied = 0
         while (consumed := reader.readLine(text, max_line_bytes + 8, _MAX_INT)) > 0:
             if consumed > max_line_bytes and (length := text.getLength()) > max_line_bytes:
@@ -190,8 +184,6 @@ def sanitized(spark: SparkSession, landed: LandingFile, max_line_bytes: int, tar
         out.close()
         source.close()
         lines.close()
-    location = file_system.makeQualified(path).toString()
-    uri = jvm.org.apache.hadoop.fs.Path(location).toUri().toString()
     return dataclasses.replace(landed, location=location, uri=uri)
 
 
@@ -202,22 +194,12 @@ def _may_exceed(landed: LandingFile, chunk: int, max_expanded_bytes: int) -> boo
     return not landed.path.endswith(".gz") or landed.size * DEFLATE_MAX_RATIO >= min(chunk, max_expanded_bytes + 1)
 
 
-def _open(spark: SparkSession, location: str) -> Any:
-    """The bytes of the file at `location` as Spark reads them (decompressed by file ending), as a Java stream."""
-    jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
-    path = jvm.org.apache.hadoop.fs.Path(location)
-    stream = path.getFileSystem(conf).open(path)
-    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(path)
-    return stream if codec is None else codec.createInputStream(stream)
-
-
 def _scan(spark: SparkSession, landed: LandingFile, chunk: int, max_expanded_bytes: int) -> tuple[int, bool] | None:
     """The bytes `landed` expands to (counted up to one chunk past `max_expanded_bytes`) and whether a whole chunk of
     it holds no line break (JVM-side, a few calls per chunk); None when it cannot be read."""
     jvm = spark._jvm
     try:
-        stream = _open(spark, landed.location)
+        stream = open_read(spark, landed.location)
     except Py4JJavaError:
         return None
     try:

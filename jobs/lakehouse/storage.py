@@ -248,6 +248,29 @@ def list_files(spark: SparkSession, folder: str) -> list[tuple[str, str, str, in
     return found
 
 
+def open_read(spark: SparkSession, location: str) -> Any:
+    """The bytes of the file at `location` as Spark reads them (decompressed by its name's ending), as a Java input
+    stream."""
+    path = spark._jvm.org.apache.hadoop.fs.Path(location)
+    stream = _file_system(spark, location).open(path)
+    codec = spark._jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(_hadoop_conf(spark)).getCodec(path)
+    return stream if codec is None else codec.createInputStream(stream)
+
+
+def open_write(spark: SparkSession, location: str) -> tuple[Any, str, str]:
+    """A new file at `location` (replacing one there) as a Java output stream, with its qualified location and the
+    URI Spark reports for the lines it reads from there (as `list_files` gives them)."""
+    path = spark._jvm.org.apache.hadoop.fs.Path(location)
+    file_system = _file_system(spark, location)
+    qualified = file_system.makeQualified(path).toString()
+    return file_system.create(path, True), qualified, spark._jvm.org.apache.hadoop.fs.Path(qualified).toUri().toString()
+
+
+def delete_tree(spark: SparkSession, location: str) -> None:
+    """Deletes whatever is at `location` (a file, or a folder and all under it); nothing there is no error."""
+    _file_system(spark, location).delete(spark._jvm.org.apache.hadoop.fs.Path(location), True)
+
+
 def folder_exists(spark: SparkSession, location: str) -> bool:
     """Whether anything is at `location` (a URI)."""
     return bool(_file_system(spark, location).exists(spark._jvm.org.apache.hadoop.fs.Path(location)))
@@ -293,8 +316,11 @@ def _delta(spark: SparkSession, settings: Settings, table: str) -> DeltaTable:
 
 
 def _file_system(spark: SparkSession, location: str) -> Any:
-    path = spark._jvm.org.apache.hadoop.fs.Path(location)
-    return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return spark._jvm.org.apache.hadoop.fs.Path(location).getFileSystem(_hadoop_conf(spark))
+
+
+def _hadoop_conf(spark: SparkSession) -> Any:
+    return spark.sparkContext._jsc.hadoopConfiguration()
 
 
 def _truncate_log(spark: SparkSession, settings: Settings, table: str) -> None:
