@@ -163,7 +163,19 @@ class Ran:
 
 def lakehouse(env: dict[str, str], *args: str, sample_memory: bool = False) -> Ran:
     """Runs one `lakehouse` command (JVM start included) with the settings overrides `env`."""
-    command = [str(VENV_BIN / "lakehouse"), *args]
+    return run_process(env, [str(VENV_BIN / "lakehouse"), *args], f"lakehouse {' '.join(args)}", sample_memory)
+
+
+def plain_spark(env: dict[str, str], input_dir: Path, target: Path) -> tuple[Ran, int]:
+    """Runs benchmarks/plain_spark.py (the plain Spark job) on `input_dir` into the Delta table `target`; the rows it
+    wrote."""
+    command = [str(VENV_BIN / "python"), str(REPO / "benchmarks" / "plain_spark.py"), str(input_dir), str(target)]
+    ran = run_process(env, command, "the plain Spark job")
+    return ran, ran.json_lines()[-1]["rows"]
+
+
+def run_process(env: dict[str, str], command: list[str], name: str, sample_memory: bool = False) -> Ran:
+    """Runs `command` (`name` in errors) with the settings overrides `env`; a failure is a BenchmarkError."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -172,7 +184,7 @@ def lakehouse(env: dict[str, str], *args: str, sample_memory: bool = False) -> R
     seconds = time.perf_counter() - started
     if process.returncode != 0:
         log = env.get("LAKEHOUSE__SPARK__LOG_FILE", "")
-        raise BenchmarkError(f"`lakehouse {' '.join(args)}` exited {process.returncode}: {stderr.strip()} (log {log})")
+        raise BenchmarkError(f"`{name}` exited {process.returncode}: {stderr.strip()[-2000:]} (log {log})")
     return Ran(stdout, seconds, peak[0] / 1024**2 if sample_memory else None)
 
 
