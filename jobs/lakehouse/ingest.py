@@ -26,6 +26,7 @@ from lakehouse.dedup import first_copies, unseen
 from lakehouse.gx_suites import Scope, check, import_gx_meanwhile, parameters, quarantine_share, record_validation
 from lakehouse.landing import (
     changed,
+    ingestible,
     list_landing,
     number_lines,
     read_guard,
@@ -36,7 +37,15 @@ from lakehouse.landing import (
 from lakehouse.records import IngestPlan, IngestRun, LandingFile
 from lakehouse.session import spark_session
 from lakehouse.state import INGEST
-from lakehouse.storage import append, append_records, delete_tree, peek_version, read, retry_on_conflict
+from lakehouse.storage import (
+    append,
+    append_records,
+    delete_tree,
+    local_files,
+    peek_version,
+    read,
+    retry_on_conflict,
+)
 
 WRITER_ID = "lakehouse-ingest"
 PLANNER_ID = "lakehouse-ingest-plan"
@@ -92,7 +101,23 @@ def ingest(settings: Settings) -> list[dict]:
     Another run working at the same time makes Delta refuse a commit: the batch is then planned again, which
     picks up whatever the other run committed, so neither duplicates nor loses anything.
     """
+    if _nothing_new(settings):
+        return [_NOTHING.summary()]
     return list(batches(settings)) or [_NOTHING.summary()]
+
+
+def _nothing_new(settings: Settings) -> bool:
+    """Whether a look without a JVM finds nothing to ingest: every planned batch finished and, in a landing folder on
+    the local disk, no file to ingest that no batch took. Otherwise (a landing folder on S3 or none at all, whose
+    error the full look gives), Spark looks."""
+    planned = state.planned_batches(settings)
+    if {plan.batch for plan in planned} - state.finished_batches(settings):
+        return False
+    listed = local_files(tables.table_path(settings, tables.LANDING))
+    if listed is None:
+        return False
+    taken, extensions = state.taken_files(settings, planned), settings.ingest.extensions
+    return not any(ingestible(relative, extensions) and relative not in taken for relative in listed)
 
 
 def batches(settings: Settings) -> Iterator[dict]:

@@ -38,9 +38,14 @@ def list_landing(spark: SparkSession, landing: str, extensions: tuple[str, ...])
     found = [
         LandingFile(relative, location, uri, size, modified)
         for relative, location, uri, size, modified in list_files(spark, landing)
-        if not _hidden(relative) and relative.endswith(extensions)
+        if ingestible(relative, extensions)
     ]
     return sorted(found, key=lambda f: f.path)
+
+
+def ingestible(relative: str, extensions: tuple[str, ...]) -> bool:
+    """Whether the landing file at `relative` is one to ingest: one of `extensions`, no part of its path hidden."""
+    return not _hidden(relative) and relative.endswith(extensions)
 
 
 def unsettled(files: list[LandingFile], now_ms: int, settle_ms: int) -> list[LandingFile]:

@@ -271,6 +271,17 @@ def delete_tree(spark: SparkSession, location: str) -> None:
     _file_system(spark, location).delete(spark._jvm.org.apache.hadoop.fs.Path(location), True)
 
 
+def local_files(location: str) -> list[str] | None:
+    """Every file under the folder `location` on the local disk, as paths relative to it (as `list_files` gives
+    them; links followed), listed without a JVM; None for a folder elsewhere (s3a://) or no folder there."""
+    parsed = urlparse(location)
+    root = Path(parsed.path)
+    if parsed.scheme not in ("", "file") or not root.is_dir():
+        return None
+    return [os.path.relpath(os.path.join(folder, name), root)
+            for folder, _, names in os.walk(root, followlinks=True) for name in names]  # fmt: skip
+
+
 def folder_exists(spark: SparkSession, location: str) -> bool:
     """Whether anything is at `location` (a URI)."""
     return bool(_file_system(spark, location).exists(spark._jvm.org.apache.hadoop.fs.Path(location)))

@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from lakehouse.cli import main
 from lakehouse.config import load_settings
 from lakehouse.errors import LakehouseError
+from lakehouse.ingest import ingest
 from lakehouse.publish import create_views
 from tests.conftest import CONF, REPO, free_port
 from tests.lake import event_line, land
@@ -221,11 +222,34 @@ def test_a_jvm_that_cannot_start_is_one_line_naming_the_cause_and_the_log(cli_en
     """A heap size the settings' pattern allows and the JVM refuses; the log already holds an older run's output."""
     log = tmp_path / "spark.log"
     log.write_text('Exception in thread "main" java.lang.RuntimeException: [an older run]\n')
-    (tmp_path / "lake" / "landing").mkdir(parents=True)
+    land(tmp_path / "lake" / "landing", "a.jsonl", [event_line("e1", datetime(2024, 6, 1, 8))])
     env = {**cli_env, "LAKEHOUSE__SPARK__LOG_FILE": str(log), "LAKEHOUSE__SPARK__DRIVER_MEMORY": "99999999t"}
     done = lakehouse("ingest", env=env)
     _one_line_error(done, "Spark could not start: Invalid maximum heap size: -Xmx99999999t", f"(see {log})")
     assert done.stdout == ""
+
+
+@pytest.mark.slow
+def test_ingest_with_nothing_new_answers_without_starting_spark(cli_env, tmp_path: Path, spark: SparkSession) -> None:
+    """With a heap the JVM refuses, `ingest` succeeds only while it never starts Spark: on an empty landing folder,
+    one holding only files it leaves alone, and one whose files a batch took; a file landed after that is work."""
+    landing = tmp_path / "lake" / "landing"
+    env = {**cli_env, "LAKEHOUSE__SPARK__DRIVER_MEMORY": "99999999t"}
+    nothing = {"run_id": None, "batch": None, "files": 0, "lines_read": 0}
+    landing.mkdir(parents=True)
+    land(landing, "_uploading/a.jsonl", [event_line("e0", datetime(2024, 6, 1, 8))])
+    land(landing, ".b.jsonl.tmp", [event_line("e0", datetime(2024, 6, 1, 8))])
+    land(landing, "notes.txt", ["not an event file"])
+    for step in ("empty but for files left alone", "every file taken"):
+        done = lakehouse("ingest", env=env)
+        assert done.returncode == 0, (step, done.stderr)
+        assert json.loads(done.stdout).items() >= nothing.items(), step
+        if step.startswith("empty"):
+            land(landing, "day/a.jsonl", [event_line("e1", datetime(2024, 6, 1, 8))])
+            [summary] = ingest(load_settings(CONF, cli_env))
+            assert summary["files"] == 1 and summary["valid"] == 1
+    land(landing, "day/b.jsonl", [event_line("e2", datetime(2024, 6, 1, 9))])
+    _one_line_error(lakehouse("ingest", env=env), "Spark could not start")
 
 
 def test_a_missing_airflow_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
