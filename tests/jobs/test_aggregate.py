@@ -344,27 +344,6 @@ def test_a_run_that_dies_before_the_rollup_leaves_its_batch_pending(
     assert stored_monthly(spark, settings) == expected_monthly(users, stats)
 
 
-def test_a_first_build_killed_while_committing_a_table_is_finished_by_the_next_run(
-    settings: Settings, landing: Path, spark: SparkSession
-) -> None:
-    """What a first write killed while committing leaves in each daily table's `_delta_log/`: Delta 4's
-    `_staged_commits/` folder (made before any data file) and a half-written temporary commit file, no commit. The
-    next run takes neither for a table (benchmarks/faults.py kills during each table's first write too)."""
-    land(landing, "a.jsonl", [event_line(f"e{i}", datetime(2024, 8, 1, i), f"u{i % 2}", "NL") for i in range(4)])
-    ingest(settings)
-    for name in (tables.DAILY_USER_ACTIVITY, tables.DAILY_EVENT_STATS):
-        log = tables.local_path(settings, name, "the test") / "_delta_log"
-        (log / "_staged_commits").mkdir(parents=True)
-        (log / ".00000000000000000000.json.5f0e1c2a-8d1b-4a53-9a8e-2b7c0d6e4f11.tmp").write_text('{"commitInfo":{"ti')
-
-    aggregate(settings)
-
-    users, stats = expected_gold(landed(settings))
-    assert len(users) == 2 and stats == {(date(2024, 8, 1), "login", "NL"): (4, 2, 0)}
-    assert stored_gold(spark, settings) == (users, stats)
-    assert stored_monthly(spark, settings) == expected_monthly(users, stats)
-
-
 def test_stats_written_before_anonymous_events_are_rebuilt_whole(
     lake: Settings, tmp_path: Path, make_settings, spark: SparkSession
 ) -> None:

@@ -285,11 +285,14 @@ def test_a_changed_setting_makes_validate_read_the_rows_again(settings: Settings
     assert validate(settings, tables.EVENTS)["checked_at_ingest"]
 
 
-def test_cli_validate_exits_1_naming_the_failed_expectation(cli_env: dict[str, str], landing: Path) -> None:
+def test_cli_validate_exits_1_naming_the_failed_expectation(
+    cli_env: dict[str, str], settings: Settings, landing: Path
+) -> None:
     land(landing, "bad-country.json", [event_line(f"c{i}", datetime(2024, 7, 9, 12), country="XX") for i in range(3)])
-    run = [sys.executable, "-m", "lakehouse.cli"]
-    assert subprocess.run([*run, "ingest"], env=cli_env, cwd=REPO, capture_output=True).returncode == 0
-    done = subprocess.run([*run, "validate", "events"], env=cli_env, cwd=REPO, capture_output=True, text=True)
+    [summary] = ingest(settings)
+    assert summary["checks"]["events"] == "failed"
+    done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "validate", "events"], env=cli_env, cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 1, done.stderr
     expected = "lakehouse: error: events (batch 1) failed expect_column_values_to_be_in_set(country); report: file://"
     assert done.stderr.startswith(expected)

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 
 
 def landed(settings: Settings) -> GenerateSummary:
-    return generate(Path(settings.lake.root) / "landing", events=30_000, start=date(2024, 6, 1), users=1_000,
-                    types=30, bad_rate=0.02, dup_rate=0.03, seed=5)  # fmt: skip
+    return generate(Path(settings.lake.root) / "landing", events=12_000, start=date(2024, 6, 1), users=1_000,
+                    types=12, bad_rate=0.02, dup_rate=0.03, seed=5)  # fmt: skip
 
 
 def start_ingest(env: dict[str, str]) -> subprocess.Popen:
