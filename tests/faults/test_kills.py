@@ -1,18 +1,19 @@
-"""`lakehouse ingest`, `aggregate`, `maintain` and `forget-user` (`replay` does not exist yet) as processes, their
-process group killed with SIGKILL right after a commit (seen from outside, in the tables' `_delta_log/` folders and
-the landing files) or at a random moment, then run again: every table equals an uninterrupted run on the same input,
-and `ingest_runs` accounts for every line the generator wrote. CI runs a few trials (`benchmarks/faults.py` runs
-hundreds); FAULTS_SEED repeats a run's draws, printed with every result."""
+"""`lakehouse ingest` as a process, its process group killed with SIGKILL right after a commit (seen from outside, in
+the tables' `_delta_log/` folders), then run again: every table equals an uninterrupted run on the same input, and
+`ingest_runs` accounts for every line the generator wrote. CI runs these two trials for the suite's time on 2 cores;
+`benchmarks/faults.py` runs the same trials for `ingest`, `aggregate`, `maintain` and `forget-user` (`replay` does not
+exist yet): after every commit, during each table's first write, at random moments, hundreds of them. FAULTS_SEED
+repeats a run's draws, printed with every result. (Deterministic tests of the same recoveries: an ingest killed
+between its files and its commit, tests/jobs/test_recovery.py; an aggregate that dies before the rollup,
+test_aggregate.py; a forget-user plan left by a run that died after its DELETE, test_forget.py.)"""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
 
 from lakehouse import tables
-from lakehouse.forget import TAG
 from tests.faults import trials
 
 pytestmark = pytest.mark.slow
@@ -56,23 +57,3 @@ def test_ingest_killed_after_its_events_and_id_commits(lakes: trials.Lakes, seed
     # In CI, right after the two commits a re-run must neither redo nor take for duplicates (the batch's events, its
     # ids); benchmarks/faults.py kills after every one.
     killed(lakes, ref, tmp_path, seed, [{"after_marks": 2}, {"after_marks": 4}])
-
-
-# maintain (after a random one of its 18 commits) is killed by benchmarks/faults.py only: the suite's time on 2 cores.
-@pytest.mark.parametrize(("name", "moments", "marks"), [("aggregate", 1, 0)])
-def test_killed_at_random(name: str, moments: int, marks: int, lakes: trials.Lakes, seed: int, tmp_path: Path) -> None:
-    """At a moment drawn at random over its run."""
-    ref = reference(lakes, name, tmp_path)
-    kills = trials.planned_kills(ref, random.Random(f"{seed}-{name}"), False, moments, marks)
-    killed(lakes, ref, tmp_path, seed, kills)
-
-
-def test_forget_user_killed_after_deleting_the_users_events(lakes: trials.Lakes, seed: int, tmp_path: Path) -> None:
-    """Right after the `events` commit of its DELETE: the re-run finishes the request from its plan, so no table
-    holds the user and its record counts the whole request (`rows_removed` of `events` as planned, all its landing
-    lines), as `state.forgotten_events` and the reconciliation `lakehouse run` ends with need. It failed while the
-    re-run recorded only what it removed itself."""
-    ref = reference(lakes, "forget-user", tmp_path)
-    deleted = next(n for n, mark in enumerate(ref.marks, 1)
-                   if mark.table == tables.EVENTS and (mark.tag or "").startswith(TAG))  # fmt: skip
-    killed(lakes, ref, tmp_path, seed, [{"after_marks": deleted}])
