@@ -47,6 +47,7 @@ CHECKS = "GX checks in ingest (check seconds)"
 MEMORY = "memory"
 REFERENCE, PARTITIONED = "DuckDB -> 1 Parquet file", "DuckDB -> Parquet, partitioned"
 PLAIN = "plain Spark job (wall)"
+MAX_IDLE_SECONDS = 3  # a command with nothing to do (issue 24)
 MIN_SHARE_OF_PLAIN = 1.0  # ingest must be at least as fast as the plain Spark job (issue 24)
 # The dedup window's measurement: the days of events already in the lake, and the windows compared.
 HISTORY_DAYS, WINDOW, NO_WINDOW = 14, 7, 0
@@ -278,6 +279,15 @@ def figures(sizes: list[dict], cores: int, dedup: dict[int, list[float]]) -> lis
     return rows
 
 
+def idle_figure(startup: dict[str, list[float]], size: dict) -> dict:
+    """`lakehouse ingest` with nothing to ingest, next to the plain Spark job's wall time (what starting Spark for
+    it would cost at least)."""
+    seconds, plain = startup["seconds"], size["runs"][PLAIN]
+    return figure("`lakehouse ingest` with nothing to ingest (an empty landing folder)", "s", seconds,
+                  f"the plain Spark job's wall time ({size['events']:,} events)", plain, f"≤ {MAX_IDLE_SECONDS} s",
+                  median(seconds) <= MAX_IDLE_SECONDS, median(plain) / median(seconds))  # fmt: skip
+
+
 def table(sizes: list[dict], cores: int) -> list[str]:
     """Per size and measurement: seconds (or MiB), events/s and MB/s per core."""
     lines = [f"{'':46} {'seconds':>22} {'events/s/core':>14} {'MB/s/core':>10}"]
@@ -310,7 +320,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> dict:
     print("\n".join(notes))
     return {"benchmark": "ingest", "cores": cores, "memory_gib": round(memory_gib(), 1), "load_1min": round(load, 1),
             "days": args.days, "repeat": args.repeat, "startup": startup, "sizes": sizes,
-            "dedup_window": dedup, "figures": figures(sizes, cores, dedup), "notes": notes}  # fmt: skip
+            "dedup_window": dedup, "figures": [*figures(sizes, cores, dedup), idle_figure(startup, sizes[0])],
+            "notes": notes}  # fmt: skip
 
 
 def main() -> int:

@@ -33,7 +33,7 @@ def main() -> int:
     lines = reader.option("pathGlobFilter", "*.jsonl").json(input_dir)
     meta = F.col("meta")
     attributes = F.col("data.attributes")
-    event_ts = F.timestamp_millis(F.get_json_object(meta, "$.created_at").cast("long"))
+    event_ts = F.timestamp_millis(F.get_json_object(meta, "$.created_at").try_cast("long"))
     events = lines.select(
         F.col("data.id").alias("event_id"),
         F.col("data.type").alias("event_type"),
