@@ -97,7 +97,10 @@ class Kept:
         self.found: dict[tuple[str, int], trials.Trial] = {}
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # the last line of a run stopped while writing it
+                    continue
                 if entry["run"] == run:
                     self.found[(entry["command"], entry["number"])] = trials.Trial(**entry["trial"])
             print(f"{path}: {len(self.found)} trials of this plan done before, not run again", flush=True)
