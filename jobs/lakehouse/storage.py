@@ -241,8 +241,7 @@ def list_files(spark: SparkSession, folder: str) -> list[tuple[str, str, str, in
         status = listing.next()
         path = status.getPath()
         location = path.toString()
-        # Spark reports a line's file as the URI of the path it was given: made the same from the same string.
-        uri = jvm.org.apache.hadoop.fs.Path(location).toUri().toString()
+        uri = _spark_uri(spark, location)
         relative = path.toUri().getPath().removeprefix(prefix)
         found.append((relative, location, uri, status.getLen(), status.getModificationTime()))
     return found
@@ -263,7 +262,13 @@ def open_write(spark: SparkSession, location: str) -> tuple[Any, str, str]:
     path = spark._jvm.org.apache.hadoop.fs.Path(location)
     file_system = _file_system(spark, location)
     qualified = file_system.makeQualified(path).toString()
-    return file_system.create(path, True), qualified, spark._jvm.org.apache.hadoop.fs.Path(qualified).toUri().toString()
+    return file_system.create(path, True), qualified, _spark_uri(spark, qualified)
+
+
+def _spark_uri(spark: SparkSession, location: str) -> str:
+    """The URI Spark reports as the file of a line it read from `location`: that of the path it was given, made the
+    same from the same string."""
+    return spark._jvm.org.apache.hadoop.fs.Path(location).toUri().toString()
 
 
 def delete_tree(spark: SparkSession, location: str) -> None:
